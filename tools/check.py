@@ -54,7 +54,7 @@ flags = os.environ.get("IPSM_TEST_FLAGS", "")
 nbs = sorted(p for p in Path("nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")))
 def run_nb(p):
     s = time.time()
-    r = sh(f"nbdev-test --path {p} --flags '{flags}' --do_print")
+    r = sh(f"nbdev-test {p} --flags '{flags}' --n-workers 0 --verbose")
     return p, r, time.time() - s
 n_workers = int(os.environ.get("IPSM_TEST_WORKERS", "2"))
 with ThreadPoolExecutor(n_workers) as ex:
