@@ -104,7 +104,7 @@ def row(r):
     mem = f"{r['peak_mb']:.0f} ({'CUDA max allocated' if r['device'].startswith('cuda') else 'process peak RSS'})"
     dev = r['device'] if not r['device'].startswith('cuda') else torch.cuda.get_device_name()
     host = f"{platform.machine()}, {r['threads']} threads, repeats={r['repeats']}"
-    return (f"| {r['prior']} | {dev} | {r['dtype']} | {r['params_m']:.1f} | {r['eval_ms']:.0f} | {r['unet_ms']:.0f} "
+    return (f"| {r['prior']} | {dev} | {r['dtype']} | {r['params_m']:.1f} | {r['eval_ms']:.0f} (min {r['eval_min_ms']:.0f}) | {r['unet_ms']:.0f} "
             f"| {r['vae_ms']:.0f} | {mem} | {host} |")
 
 

@@ -1,0 +1,135 @@
+"""Benchmark the CPU renderers: forward + backward of RGB + depth (`ipsm.render.rasterize`).
+
+    python benchmarks/render.py                 # full table (cpp vs torch reference), 2 threads
+    python benchmarks/render.py --quick         # 10k Gaussians only
+    python benchmarks/render.py --profile       # where the time goes (projection / binning / kernels)
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/render.py
+
+Each configuration runs in a fresh subprocess so that its peak RSS (`ru_maxrss`) is its own.
+The scene imitates a fitted forward-facing (LLFF) scene: Gaussians spread through the view frustum
+(z in [2, 12], uniform in inverse depth), anisotropic scales whose on-screen standard deviation at
+504x378 is ~sqrt(0.5 * W * H / N) px (so the Gaussians tile the image ~6x over, as fitted scenes do),
+log-normal spread, opacities in [0.05, 1], RGB colours.
+"""
+import argparse, json, math, os, platform, resource, statistics, subprocess, sys, time
+
+def make_scene(n, seed=0):
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    W0, f0 = 504, 0.8 * 504                                         # reference resolution / focal
+    inv = torch.empty(n).uniform_(1 / 12, 1 / 2, generator=g)
+    z = 1 / inv
+    uv = torch.rand(n, 2, generator=g) * 2 - 1                       # in the image (+10% margin)
+    x = uv[:, 0] * 1.1 * (W0 / 2) / f0 * z
+    y = uv[:, 1] * 1.1 * (378 / 2) / f0 * z
+    means = torch.stack([x, y, z], 1)
+    sigma_px = math.sqrt(0.5 * 504 * 378 / n) * torch.exp(0.5 * torch.randn(n, 1, generator=g))
+    scales = (sigma_px * z[:, None] / f0) * torch.exp(0.4 * torch.randn(n, 3, generator=g))
+    quats = torch.randn(n, 4, generator=g)
+    opac = torch.rand(n, generator=g) * 0.95 + 0.05
+    colors = torch.rand(n, 3, generator=g)
+    return [means, quats, scales, opac, colors]
+
+def camera(W, H):
+    import torch
+    K = torch.tensor([[[0.8 * W, 0, W / 2], [0, 0.8 * W, H / 2], [0, 0, 1]]])
+    return torch.eye(4)[None], K
+
+def run_one(backend, n, W, H, reps, threads):
+    import torch
+    torch.set_num_threads(threads)
+    from ipsm.render import rasterize
+    scene = [t.requires_grad_() for t in make_scene(n)]
+    viewmats, Ks = camera(W, H)
+    wt = torch.rand(1, H, W, 3)
+    times = []
+    for i in range(reps + 1):                                      # first run = warm-up
+        for t in scene: t.grad = None
+        t0 = time.perf_counter()
+        rgb, depth, alpha, info = rasterize(*scene, viewmats, Ks, W, H, backend=backend)
+        loss = (rgb * wt).sum() + depth.mean()
+        loss.backward()
+        times.append(time.perf_counter() - t0)
+    vis = int((info['radii'] > 0).all(-1).sum())
+    return dict(backend=backend, n=n, W=W, H=H, median_s=statistics.median(times[1:]), runs=reps,
+                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, visible=vis,
+                coverage=float(alpha.mean()))
+
+def profile(n, W, H, threads, clock=time.perf_counter):
+    import torch
+    torch.set_num_threads(threads)
+    from ipsm import render as R
+    scene = [t.requires_grad_() for t in make_scene(n)]
+    viewmats, Ks = camera(W, H)
+    means, quats, scales, opac, colors = scene
+    cpp = R.load_cpp_backend()
+    def timeit(f, k=5):
+        ts = []
+        for _ in range(k + 1):
+            t0 = clock(); out = f(); ts.append(clock() - t0)
+        return statistics.median(ts[1:]), out
+    t_proj, (radii, m2, d, cn) = timeit(lambda: R.project_gaussians(means, R.quat_scale_to_covar(quats, scales), viewmats, Ks, W, H, opac))
+    feats = torch.cat([colors[None], d[..., None]], -1)
+    args = [t.detach().contiguous() for t in (m2, cn, feats, opac[None])]
+    t_bin, (off, ids) = timeit(lambda: cpp.bin_gaussians(args[0], radii, d.detach().contiguous(), W, H, 16))
+    t_fwd, (out, alpha, last) = timeit(lambda: cpp.rasterize_fwd(*args, radii, W, H, 16, off, ids))
+    v = torch.rand_like(out); va = torch.rand_like(alpha)
+    t_bwd, _ = timeit(lambda: cpp.rasterize_bwd(*args, radii, W, H, 16, off, ids, alpha, last, v, va))
+    def full():
+        rgb, depth, alpha, info = R.rasterize(*scene, viewmats, Ks, W, H)
+        (rgb.sum() + depth.sum()).backward()
+    t_all, _ = timeit(full)
+    print(f'N={n} {W}x{H}: projection fwd {t_proj*1e3:.1f} ms, binning {t_bin*1e3:.1f} ms ({len(ids)} intersections, '
+          f'{len(ids)/max(1,int((radii>0).all(-1).sum())):.1f}/Gaussian), kernel fwd {t_fwd*1e3:.1f} ms, kernel bwd {t_bwd*1e3:.1f} ms, '
+          f'total fwd+bwd {t_all*1e3:.1f} ms')
+
+def machine():
+    import torch
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+    return dict(nproc=os.cpu_count(), cpu=cpu, torch=torch.__version__, load=os.getloadavg(),
+                malloc='tcmalloc (LD_PRELOAD)' if 'tcmalloc' in os.environ.get('LD_PRELOAD', '') else 'glibc')
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--threads', type=int, default=2, help='torch / OpenMP threads')
+    ap.add_argument('--reps', type=int, default=7, help='timed runs of the compiled backend (median reported)')
+    ap.add_argument('--torch-reps', type=int, default=5, help='timed runs of the torch reference (fewer at 200k)')
+    ap.add_argument('--sizes', default='256x192,504x378', help='comma-separated WxH')
+    ap.add_argument('--ns', default='10000,50000,200000', help='comma-separated Gaussian counts')
+    ap.add_argument('--quick', action='store_true', help='10k Gaussians only')
+    ap.add_argument('--no-torch', action='store_true', help='skip the torch reference')
+    ap.add_argument('--profile', action='store_true', help='print a per-stage breakdown of the compiled backend')
+    ap.add_argument('--one', help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        b, n, W, H, reps = a.one.split(':')
+        print(json.dumps(run_one(b, int(n), int(W), int(H), int(reps), a.threads))); return
+    sizes = [tuple(map(int, s.split('x'))) for s in a.sizes.split(',')]
+    ns = [10000] if a.quick else [int(x) for x in a.ns.split(',')]
+    if a.profile:
+        import torch; torch.set_num_threads(a.threads)
+        for n in ns:
+            for W, H in sizes: profile(n, W, H, a.threads)
+        return
+    m = machine()
+    print(f"# {m['nproc']} CPUs ({m['cpu']}), torch {m['torch']}, {a.threads} threads, malloc {m['malloc']}, "
+          f"load average at start {m['load'][0]:.2f}")
+    print('| Gaussians | image | cpp fwd+bwd (s) | torch ref fwd+bwd (s) | speed-up | peak RSS cpp / torch (MB) | visible | runs cpp / torch |')
+    print('|---|---|---|---|---|---|---|---|')
+    for n in ns:
+        for W, H in sizes:
+            res = {}
+            for b in ['cpp'] + ([] if a.no_torch else ['torch']):
+                reps = a.reps if b == 'cpp' else (a.torch_reps if n < 200000 else max(1, a.torch_reps // 2))
+                out = subprocess.run([sys.executable, __file__, '--one', f'{b}:{n}:{W}:{H}:{reps}', '--threads', str(a.threads)],
+                                     capture_output=True, text=True)
+                if out.returncode: print(out.stderr[-2000:]); raise SystemExit(1)
+                res[b] = json.loads(out.stdout.strip().splitlines()[-1])
+            c, t = res['cpp'], res.get('torch')
+            print(f"| {n:,} | {W}x{H} | {c['median_s']:.3f} | {t['median_s'] if t else float('nan'):.2f} | "
+                  f"{(t['median_s'] / c['median_s']) if t else float('nan'):.0f}x | {c['maxrss_mb']:.0f} / {t['maxrss_mb'] if t else float('nan'):.0f} | "
+                  f"{c['visible']:,} | {c['runs']} / {t['runs'] if t else 0} |", flush=True)
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
+
+if __name__ == '__main__':
+    main()
