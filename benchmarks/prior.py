@@ -39,7 +39,7 @@ def full_size_prior(device='cpu', dtype=torch.float32, seed=0) -> Prior:
                         block_out_channels=(128, 256, 512, 512), down_block_types=('DownEncoderBlock2D',) * 4,
                         up_block_types=('UpDecoderBlock2D',) * 4, sample_size=512)
     ui, us = unet(9), unet(4)
-    for m in (vae, ui, us): m.to(device=device, dtype=dtype)
+    for m in (vae, ui, us): torch.nn.Module.to(m, device=device, dtype=dtype)  # no diffusers fp32-modules warning
     _freeze(vae, ui, us)
     embeds = torch.randn(2, 77, 768).to(device, dtype)
     return Prior(vae=vae, unet_inpaint=ui, unet_sd=us, scheduler=sd_scheduler(), embeds=embeds, is_tiny=True,

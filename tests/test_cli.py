@@ -15,11 +15,12 @@ from ipsm.train import preset_config
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
 
-# the demo preset shrunk to 12 steps: every phase (densification, pseudo views + tiny IPSM, opacity reset,
+# the demo preset shrunk to 12 steps: every phase (densification, pseudo views, opacity reset,
 # eval, two checkpoints) happens once; low test-view count so LPIPS stays cheap
 SMALL = ["--steps-scaler", "1", "--max-steps", "12", "--pseudo.start", "4", "--pseudo.end", "11",
          "--score.warmup-steps", "2", "--strategy.refine-start-iter", "3", "--strategy.refine-every", "5",
-         "--strategy.unpool-stop-iter", "6", "--sh-degree-interval", "4", "--opacity-reset-start", "5",
+         "--strategy.unpool-stop-iter", "6", "--strategy.prune-from-iter", "3", "--strategy.reset-start", "7",
+         "--sh-degree-interval", "4",
          "--eval-steps", "12", "--save-steps", "6", "12", "--log-every", "2", "--max-test-views", "1",
          "--pseudo.pool-size", "50"]
 
@@ -34,7 +35,9 @@ def _main(fn, args, capsys):
 def trained(tmp_path_factory):
     "One shrunk `ipsm-train demo` run shared by the eval/render/export tests."
     out = tmp_path_factory.mktemp("run") / "demo"
-    code = cli.train_main(["demo", "--data-dir", str(DEMO), "--result-dir", str(out), *SMALL])
+    # every term on, with the tiny random prior and depth model at small working sizes
+    code = cli.train_main(["demo", "--data-dir", str(DEMO), "--result-dir", str(out), *SMALL, "--ipsm", "--depth",
+                           "--score.size", "64", "--depth-reg.input-size", "96", "128"])
     assert code == 0
     return out
 
