@@ -16,8 +16,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
-#include <cstdint>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -29,24 +27,7 @@ constexpr float ALPHA_THRESHOLD = 1.f / 255.f;
 constexpr float ALPHA_MAX = 0.999f;
 constexpr float T_EPS = 1e-4f;
 
-struct Bbox { int x0, x1, y0, y1; };
-
-// exp(x) for x in [-87, 0] (Cephes expf: range reduction + degree-5 polynomial, ~1 ulp).
-// Inlined and branch-free, so it is cheaper than a libm call; forward and backward use the
-// same function, so alpha is recomputed bit-identically.
-inline float fast_exp(float x) {
-    const int32_t n = (int32_t)(x * 1.44269504088896341f - 0.5f);  // round to nearest (x <= 0)
-    const float t = (float)n;
-    float r = x - t * 0.693359375f;
-    r = r + t * 2.12194440e-4f;
-    const float z = r * r;
-    float y = ((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r + 4.1665795894E-2f) * r
-               + 1.6666665459E-1f) * r + 5.0000001201E-1f;
-    y = y * z + r + 1.f;
-    int32_t bits = (n + 127) << 23;
-    float scale; std::memcpy(&scale, &bits, 4);
-    return y * scale;
-}  // pixel range [x0, x1) x [y0, y1)
+struct Bbox { int x0, x1, y0, y1; };  // pixel range [x0, x1) x [y0, y1)
 
 // Pixel bounding box of a Gaussian (centre m, radii r), padded by one pixel against rounding.
 inline Bbox gauss_bbox(float mx, float my, int rx, int ry, int W, int H) {
@@ -164,7 +145,7 @@ std::vector<torch::Tensor> fwd_impl(torch::Tensor means2d, torch::Tensor conics,
                     const float dx = mx - (px0 + x + 0.5f);
                     const float sigma = 0.5f * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
                     if (sigma < 0.f || sigma > smax) continue;
-                    const float alpha = std::min(ALPHA_MAX, opac * fast_exp(-sigma));
+                    const float alpha = std::min(ALPHA_MAX, opac * std::exp(-sigma));
                     if (alpha < ALPHA_THRESHOLD) continue;
                     const float next_T = Tr[p] * (1.f - alpha);
                     if (next_T <= T_EPS) { done[p] = 1; ++n_done; continue; }
@@ -246,7 +227,7 @@ std::vector<torch::Tensor> bwd_impl(torch::Tensor means2d, torch::Tensor conics,
                     const float dx = mx - (px0 + x + 0.5f);
                     const float sigma = 0.5f * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
                     if (sigma < 0.f || sigma > smax) continue;
-                    const float vis = fast_exp(-sigma);
+                    const float vis = std::exp(-sigma);
                     const float alpha = std::min(ALPHA_MAX, opac * vis);
                     if (alpha < ALPHA_THRESHOLD) continue;
                     const float ra = 1.f / (1.f - alpha);
