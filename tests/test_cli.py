@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
 def test_train_writes_run_folder(trained):
     o = trained
     for f in ["cfg.yml", "ckpts/ckpt_6.pt", "ckpts/ckpt_12.pt", "stats/train_step0012.json", "stats/val_step0012.json",
-              "results.json", "per_view.json", "ply/point_cloud_12.ply"]:
+              "results.json", "per_view.json", "ply/point_cloud_12.ply", "videos/traj_12.mp4"]:
         assert (o / f).is_file(), f
     res = json.loads((o / "results.json").read_text())
     assert set(res["ours_12"]) == {"PSNR", "SSIM", "LPIPS"}
@@ -88,7 +88,7 @@ def test_invalid_value(capsys, tmp_path):
     assert code == 2 and "lambda_l1 must be" in err
 
 def test_prior_none_with_ipsm(capsys, tmp_path):
-    code, out, err = _main(cli.train_main, ["demo", "--prior", "none", "--result-dir", str(tmp_path)], capsys)
+    code, out, err = _main(cli.train_main, ["demo", "--ipsm", "--prior", "none", "--result-dir", str(tmp_path)], capsys)
     assert code == 2 and "--no-ipsm" in err
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "images_only"])

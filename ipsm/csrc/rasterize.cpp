@@ -292,6 +292,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
                                          int64_t ts, torch::Tensor offsets, torch::Tensor ids) {
     check(means2d, "means2d"); check(conics, "conics"); check(colors, "colors"); check(opacities, "opacities");
     check(radii, "radii");
+    TORCH_CHECK(ts >= 1 && ts <= 64, "tile_size must be in [1, 64], got ", ts);
     DISPATCH_D(colors.size(2), fwd_impl, means2d, conics, colors, opacities, radii, W, H, ts, offsets, ids);
 }
 
