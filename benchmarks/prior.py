@@ -14,9 +14,11 @@ render, 1 encode of the masked warped image, the 9-channel inpainting UNet and t
 --full builds UNet2DConditionModel / AutoencoderKL with Stable Diffusion v1.5's configuration and random
 weights: the same compute as the real checkpoints (the weights' values do not change the FLOPs).
 """
-import argparse, platform, re, resource, statistics, sys, time
+import argparse, os, platform, re, resource, statistics, sys, time
 from pathlib import Path
 
+# Spinning OpenMP threads make a busy 2-core machine 10-30x slower (see the renderer section); set before torch loads.
+os.environ.setdefault('OMP_WAIT_POLICY', 'passive')
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +130,9 @@ def write_readme(new_row):
             f"{HEADER}\n" + '\n'.join(rows) + "\n\n"
             "For scale: the authors report about 1 h per scene (10k steps, 7.5k of them with IPSM, plus MiDaS and three "
             "3DGS renders per step) on one RTX 3090 with fp16 weights, i.e. at most ~0.5 s per IPSM evaluation there. "
-            "CPU numbers come from the shared 2-core build machine (other jobs running), so treat them as upper bounds.\n\n")
+            "CPU numbers come from the shared 2-core build machine while other jobs ran (load average 4-9), so medians are "
+            "inflated and the min is closer to an idle machine; `OMP_WAIT_POLICY=passive` (set by the script) matters "
+            "a lot there (tiny: 3.3 s median with spinning OpenMP threads vs 0.71 s passive); treat them as upper bounds. No GPU was available to this task: the CUDA row is to be filled in.\n\n")
     text = pat.sub(lambda _: body, text) if m else text.rstrip('\n') + '\n\n' + body
     README.write_text(text)
 

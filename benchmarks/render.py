@@ -6,6 +6,8 @@
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/render.py
 
 Each configuration runs in a fresh subprocess so that its peak RSS (`ru_maxrss`) is its own.
+Wall time and process CPU time (all threads) are both reported: on a shared machine the wall time of
+OpenMP code swings by 2-10x with the load, the CPU time much less.
 The scene imitates a fitted forward-facing (LLFF) scene: Gaussians spread through the view frustum
 (z in [2, 12], uniform in inverse depth), anisotropic scales whose on-screen standard deviation at
 504x378 is ~sqrt(0.5 * W * H / N) px (so the Gaussians tile the image ~6x over, as fitted scenes do),
@@ -42,17 +44,17 @@ def run_one(backend, n, W, H, reps, threads):
     scene = [t.requires_grad_() for t in make_scene(n)]
     viewmats, Ks = camera(W, H)
     wt = torch.rand(1, H, W, 3)
-    times = []
+    times, cpu = [], []
     warm = 1 if backend == 'cpp' else 0                              # cpp: first run loads the extension
     for i in range(reps + warm):
         for t in scene: t.grad = None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rgb, depth, alpha, info = rasterize(*scene, viewmats, Ks, W, H, backend=backend)
         loss = (rgb * wt).sum() + depth.mean()
         loss.backward()
-        times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     vis = int((info['radii'] > 0).all(-1).sum())
-    return dict(backend=backend, n=n, W=W, H=H, median_s=statistics.median(times[warm:]), runs=reps,
+    return dict(backend=backend, n=n, W=W, H=H, median_s=statistics.median(times[warm:]), cpu_s=statistics.median(cpu[warm:]), runs=reps,
                 maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, visible=vis,
                 coverage=float(alpha.mean()))
 
@@ -115,8 +117,8 @@ def main():
     m = machine()
     print(f"# {m['nproc']} CPUs ({m['cpu']}), torch {m['torch']}, {a.threads} threads, malloc {m['malloc']}, "
           f"load average at start {m['load'][0]:.2f}")
-    print('| Gaussians | image | cpp fwd+bwd (s) | torch ref fwd+bwd (s) | speed-up | peak RSS cpp / torch (MB) | visible | runs cpp / torch |')
-    print('|---|---|---|---|---|---|---|---|')
+    print('| Gaussians | image | cpp fwd+bwd (s) | torch ref fwd+bwd (s) | speed-up | CPU time cpp / torch ref (s) | CPU-time speed-up | peak RSS cpp / torch (MB) | visible | runs cpp / torch |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     for n in ns:
         for W, H in sizes:
             res = {}
@@ -128,7 +130,8 @@ def main():
                 res[b] = json.loads(out.stdout.strip().splitlines()[-1])
             c, t = res['cpp'], res.get('torch')
             print(f"| {n:,} | {W}x{H} | {c['median_s']:.3f} | {t['median_s'] if t else float('nan'):.2f} | "
-                  f"{(t['median_s'] / c['median_s']) if t else float('nan'):.0f}x | {c['maxrss_mb']:.0f} / {t['maxrss_mb'] if t else float('nan'):.0f} | "
+                  f"{(t['median_s'] / c['median_s']) if t else float('nan'):.0f}x | {c['cpu_s']:.3f} / {t['cpu_s'] if t else float('nan'):.2f} | "
+                  f"{(t['cpu_s'] / c['cpu_s']) if t else float('nan'):.0f}x | {c['maxrss_mb']:.0f} / {t['maxrss_mb'] if t else float('nan'):.0f} | "
                   f"{c['visible']:,} | {c['runs']} / {t['runs'] if t else 0} |", flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")
 

@@ -8,10 +8,10 @@ __all__ = ['PRESETS', 'DataConfig', 'PseudoConfig', 'DepthConfig', 'GeoConfig', 
            'write_json', 'seed_everything', 'get_rng_state', 'set_rng_state', 'config_to_dict', 'config_from_dict',
            'History', 'TrainState', 'Run', 'resolve_device', 'setup_run', 'init_state', 'export_ply', 'schedule_at',
            'render_view', 'compute_losses', 'pseudo_step', 'optimizer_step', 'densify_step', 'eval_step',
-           'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'package_versions', 'write_run_config',
-           'NonFiniteLossError', 'train', 'finish_run', 'camera_path', 'render_video', 'load_for_inference']
+           'package_versions', 'write_run_config', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint',
+           'NonFiniteLossError', 'train', 'LivePlot', 'finish_run', 'camera_path', 'render_video', 'load_for_inference']
 
-# %% ../nbs/14_train.ipynb #bd3bb6e8
+# %% ../nbs/14_train.ipynb #10cc3122
 import copy, dataclasses, errno, json, math, os, platform, random, subprocess, sys, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, asdict
@@ -25,7 +25,7 @@ import tyro
 import yaml
 
 from .cameras import Cameras, interpolate_path, look_at, rigid_inverse
-from .data import load_scene, sparse_split
+from .data import load_scene, load_settings, sparse_split
 from .demo_scene import demo_scene_path
 from .metrics import ssim
 from .warp import WarpConfig, warp_pseudo_view
@@ -37,7 +37,7 @@ from .pseudo_views import PseudoViewPool
 from .render import render_splats
 from .score import ScoreConfig, ipsm_loss, sds_loss, linear_warmup
 
-# %% ../nbs/14_train.ipynb #c47fd33f
+# %% ../nbs/14_train.ipynb #934d8f4d
 @dataclass
 class DataConfig:
     "Which scene, at which resolution, with which sparse-view split."
@@ -122,10 +122,10 @@ class TrainConfig:
     result_dir: str = "results/demo"  # output folder (cfg.yml, ckpts/, stats/, renders/, test/, results.json, ...)
     max_nan_steps: int = 20  # skipped non-finite steps tolerated before stopping (the last good checkpoint is kept)
     save_ply: bool = True  # write ply/point_cloud_<step>.ply at the end
-    save_video: bool = False  # render videos/traj_<step>.mp4 at the end (needs imageio-ffmpeg)
+    save_video: bool = True  # render videos/traj_<step>.mp4 (spiral, 30 fps) at the end (imageio-ffmpeg)
     resume: Optional[str] = None  # continue training from this checkpoint (step, params, optimizers, strategy, pool, RNG)
 
-# %% ../nbs/14_train.ipynb #ac89696e
+# %% ../nbs/14_train.ipynb #2a0ab8d2
 def _scale(x, s): return max(1, int(round(x * s))) if x > 0 else x
 
 def adjust_steps(cfg: TrainConfig, # a config whose `schedule.steps_scaler` may differ from 1
@@ -147,12 +147,16 @@ def adjust_steps(cfg: TrainConfig, # a config whose `schedule.steps_scaler` may 
     cfg.score.warmup_start = ps.start  # the prior's warm-up starts with the pseudo views
     return cfg
 
-# %% ../nbs/14_train.ipynb #7897c2e2
-def _llff() -> TrainConfig: return TrainConfig(result_dir="results/llff-3view")
+# %% ../nbs/14_train.ipynb #54fa9761
+def _real(rel: str) -> str:
+    "A real scene below settings.ini's `data_root` (../shared/data in this repository)."
+    return str(load_settings().data_root / rel)
+
+def _llff() -> TrainConfig: return TrainConfig(data=DataConfig(data_dir=_real("llff/fern")), result_dir="results/llff-3view")
 
 def _dtu() -> TrainConfig:
     return TrainConfig(
-        data=DataConfig(data_dir="../shared/data/dtu/scan24", factor=4),
+        data=DataConfig(data_dir=_real("dtu/scan24"), factor=4),
         loss=LossConfig(lambda_l1=0.4, lambda_dssim=0.6),  # "following DNGaussian"
         depth_reg=DepthConfig(lambda_depth_seen=0.005, lambda_depth_pseudo=0.05),  # x0.1 of LLFF
         geo_reg=GeoConfig(lambda_geo=0.2),
@@ -204,7 +208,7 @@ def set_field(cfg, # a (nested) config dataclass
         if p != last: obj = getattr(obj, p)
     setattr(obj, last, value)
 
-# %% ../nbs/14_train.ipynb #3f3dfbe2
+# %% ../nbs/14_train.ipynb #50626655
 def validate(cfg: TrainConfig) -> TrainConfig:
     "Raise a `ValueError` naming the problem and the fix for an inconsistent `cfg`; return it unchanged otherwise."
     def bad(msg): raise ValueError(msg)
@@ -226,7 +230,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.max_nan_steps < 0: bad(f"max_nan_steps must be >= 0, got {cfg.max_nan_steps}")
     return cfg
 
-# %% ../nbs/14_train.ipynb #9d10a05c
+# %% ../nbs/14_train.ipynb #f7a60830
 def atomic_write(path, # destination file
                  write: Callable[[Path], Any], # writes the content to the path it is given
                 ) -> Path:
@@ -256,7 +260,7 @@ def _jsonable(o):
     if dataclasses.is_dataclass(o): return asdict(o)
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
-# %% ../nbs/14_train.ipynb #1130b744
+# %% ../nbs/14_train.ipynb #1ec34801
 def seed_everything(seed: int, # the run's seed
                    ) -> torch.Generator: # the trainer's own generator (view choice, pseudo pops)
     "Seed torch, numpy and python `random` (the reference's `safe_state`) and return a fresh generator."
@@ -274,7 +278,7 @@ def set_rng_state(st: dict, gen: torch.Generator):
     torch.set_rng_state(st["torch"]); np.random.set_state(st["numpy"]); random.setstate(st["python"]); gen.set_state(st["gen"])
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
-# %% ../nbs/14_train.ipynb #fc4e9836
+# %% ../nbs/14_train.ipynb #cfba4205
 def config_to_dict(cfg: TrainConfig) -> dict:
     "A YAML/JSON-friendly dict of `cfg` (tuples become lists)."
     def conv(o):
@@ -300,7 +304,7 @@ def config_from_dict(d: dict, # as written by `config_to_dict`
         kw[k] = v
     return cls(**kw)
 
-# %% ../nbs/14_train.ipynb #a2111f5d
+# %% ../nbs/14_train.ipynb #1b797537
 @dataclass
 class History:
     "What `train` returns: logged loss terms, Gaussians and test metrics, ready to plot."
@@ -364,7 +368,7 @@ class Run:
     out: Path  # the run folder
     masks: Optional[torch.Tensor] = None  # [T, H, W] object masks of the test views (DTU protocol)
 
-# %% ../nbs/14_train.ipynb #ce36de32
+# %% ../nbs/14_train.ipynb #f7774d2b
 def resolve_device(device: str) -> torch.device:
     "'auto' -> cuda when available, else cpu; a clear error for cuda on a CPU-only machine."
     if device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -423,10 +427,14 @@ def init_state(run: Run) -> TrainState:
     return TrainState(step=0, splats=splats, optimizers=opts, strategy_state=run.strategy.initialize_state(scene_scale=run.extent),
                       pool=pool, gen=gen)
 
-# %% ../nbs/14_train.ipynb #a3779e23
+# %% ../nbs/14_train.ipynb #bd915ece
 def _render_splats(splats, cams, sh_degree, backgrounds):
     "ipsm.render.render_splats -> (rgb [C,H,W,3], depth [C,H,W,1], alpha [C,H,W,1], info)."
     return render_splats(splats, cams, sh_degree=sh_degree, backgrounds=backgrounds)
+
+def _prior_label(run: Run) -> str:
+    if run.prior is None: return "no prior"
+    return getattr(run.prior, "label", "prior")
 
 def _ssim(img, gt):
     "3DGS SSIM (ipsm.metrics.ssim); NaN instead of an error for a diverged render, so the step is skipped."
@@ -483,7 +491,7 @@ def export_ply(splats, # ParameterDict or dict of tensors (gsplat layout, pre-ac
     "Write the INRIA-layout PLY (ipsm.gaussians.save_ply, itself atomic)."
     return save_ply({k: v.detach().cpu() for k, v in splats.items()}, path)
 
-# %% ../nbs/14_train.ipynb #67b69d40
+# %% ../nbs/14_train.ipynb #33efbb50
 def schedule_at(cfg: TrainConfig, # resolved config
                 step: int, # 1-based step
                ) -> dict: # sh_degree, pseudo (bool), ramp s, w_depth_seen, reset_opacity (bool), densify (bool)
@@ -499,7 +507,7 @@ def schedule_at(cfg: TrainConfig, # resolved config
         w_depth_seen=w_seen,
         reset_opacity=cfg.strategy.is_reset_step(step), densify=cfg.strategy.is_refine_step(step))
 
-# %% ../nbs/14_train.ipynb #d1834be0
+# %% ../nbs/14_train.ipynb #de3ed7e8
 def render_view(run: Run, # the run (background colour, device)
                 splats: torch.nn.ParameterDict, # current parameters
                 cams, # Cameras with C views
@@ -527,7 +535,7 @@ def compute_losses(run: Run, # the run
     losses["loss"] = sum(losses.values())
     return losses, info
 
-# %% ../nbs/14_train.ipynb #3c905b73
+# %% ../nbs/14_train.ipynb #0f412a95
 def pseudo_step(run: Run, # the run (prior, depth model, training images)
                 state: TrainState, # current state (pool, generator, splats)
                 step: int, # 1-based step
@@ -559,7 +567,7 @@ def pseudo_step(run: Run, # the run (prior, depth model, training images)
         out["loss_ipsm_r2"] = s * cfg.score.lambda_ipsm_r2 * r["loss_ipsm_r2"]
     return out
 
-# %% ../nbs/14_train.ipynb #116ca634
+# %% ../nbs/14_train.ipynb #26c22004
 def optimizer_step(run: Run, state: TrainState, step: int):
     "Set the position lr for `step`, step every Adam, zero the gradients."
     apply_means_lr(state.optimizers, step, run.extent, run.cfg.schedule.max_steps, run.cfg.optim)
@@ -573,7 +581,7 @@ def densify_step(run: Run, # the run (strategy)
     "FSGS grow/prune and the IPSM opacity resets, via the strategy's `step_post_backward`."
     return run.strategy.step_post_backward(state.splats, state.optimizers, state.strategy_state, step, info)
 
-# %% ../nbs/14_train.ipynb #a062df1c
+# %% ../nbs/14_train.ipynb #f5833359
 @torch.no_grad()
 def eval_step(run: Run, # the run (test views, output folder)
               state: TrainState, # current splats
@@ -608,7 +616,9 @@ def eval_step(run: Run, # the run (test views, output folder)
                                "images": m["protocol"], "quantized_8bit": m["quantized"], "prior": _prior_label(run)}
         write_json(o / "results.json", results)
         pv = _read_json(o / "per_view.json"); pv[key] = per; write_json(o / "per_view.json", pv)
-    if verbose: print(f"Step {step}: " + format_summary(m, ellipse, res["num_GS"]))
+    if verbose:
+        from tqdm.auto import tqdm
+        tqdm.write(f"Step {step}: " + format_summary(m, ellipse, res["num_GS"]))  # tqdm.write: no clash with a running bar
     state.history.evals[step] = {k: res[k] for k in ("psnr", "ssim", "lpips", "num_GS")}
     return res | {"per_view": per}
 
@@ -622,7 +632,33 @@ def _write_png(path, img: torch.Tensor):
     arr = (img.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     atomic_write(path, lambda p: iio.imwrite(p, arr, extension=".png"))
 
-# %% ../nbs/14_train.ipynb #3dbe353f
+# %% ../nbs/14_train.ipynb #e921a931
+def package_versions() -> dict:
+    "Versions of the packages that change numbers, plus the git hash of the checkout when available."
+    from importlib.metadata import version, PackageNotFoundError
+    v = {"python": platform.python_version()}
+    for p in ("ipsm", "torch", "gsplat", "diffusers", "transformers", "numpy"):
+        try: v[p] = version(p)
+        except PackageNotFoundError: v[p] = None
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent if "__file__" in globals() else None)
+        v["git"] = r.stdout.strip() or None
+    except Exception: v["git"] = None
+    return v
+
+def write_run_config(run: Run) -> Path:
+    "Write `<result_dir>/cfg.yml`: resolved config, split, versions, git hash, prior label."
+    d = {"config": config_to_dict(run.cfg), "scene": {"name": run.scene.name, "kind": run.scene.kind, "path": str(Path(run.scene.path).resolve()),
+                                                      "size": [run.scene.width, run.scene.height]}, "split": _split_info(run),
+         "prior": getattr(run.prior, "label", None) if run.prior is not None else "none",
+         "depth_model": type(run.depth_model).__name__ if run.depth_model is not None else "none",
+         "device": str(run.device), "extent": run.extent, "versions": package_versions()}
+    return atomic_write(run.out / "cfg.yml", lambda p: p.write_text(yaml.safe_dump(d, sort_keys=False)))
+
+def _split_info(run: Run) -> dict:
+    return {"train": list(run.split.train_names), "test": list(run.test_names), "protocol": getattr(run.split, "protocol", None)}
+
+# %% ../nbs/14_train.ipynb #b902e3a4
 def save_checkpoint(run: Run, state: TrainState, path=None) -> Path:
     "Atomically write `ckpts/ckpt_<step>.pt` holding the whole training state."
     path = Path(path) if path else run.out / f"ckpts/ckpt_{state.step}.pt"
@@ -661,32 +697,7 @@ def load_checkpoint(run: Run, # a run set up with the checkpoint's config
     return TrainState(step=ck["step"], splats=splats, optimizers=opts, strategy_state=sst,
                       pool=_pool_from_state(run, ck["pool"]), gen=gen, history=hist, nan_count=ck["nan_count"])
 
-# %% ../nbs/14_train.ipynb #c8312566
-def package_versions() -> dict:
-    "Versions of the packages that change numbers, plus the git hash of the checkout when available."
-    from importlib.metadata import version, PackageNotFoundError
-    v = {"python": platform.python_version()}
-    for p in ("ipsm", "torch", "gsplat", "diffusers", "transformers", "numpy"):
-        try: v[p] = version(p)
-        except PackageNotFoundError: v[p] = None
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent if "__file__" in globals() else None)
-        v["git"] = r.stdout.strip() or None
-    except Exception: v["git"] = None
-    return v
-
-def write_run_config(run: Run) -> Path:
-    "Write `<result_dir>/cfg.yml`: resolved config, split, versions, git hash, prior label."
-    d = {"config": config_to_dict(run.cfg), "split": _split_info(run),
-         "prior": getattr(run.prior, "label", None) if run.prior is not None else "none",
-         "depth_model": type(run.depth_model).__name__ if run.depth_model is not None else "none",
-         "device": str(run.device), "extent": run.extent, "versions": package_versions()}
-    return atomic_write(run.out / "cfg.yml", lambda p: p.write_text(yaml.safe_dump(d, sort_keys=False)))
-
-def _split_info(run: Run) -> dict:
-    return {"train": list(run.split.train_names), "test": list(run.test_names), "protocol": getattr(run.split, "protocol", None)}
-
-# %% ../nbs/14_train.ipynb #cf783383
+# %% ../nbs/14_train.ipynb #3a99ade4
 class NonFiniteLossError(RuntimeError):
     "Too many steps had a non-finite loss or gradient."
 
@@ -740,7 +751,7 @@ def train(cfg: TrainConfig, # a preset (possibly overridden); `cfg.resume` conti
     finish_run(run, state)
     return h
 
-# %% ../nbs/14_train.ipynb #31a417fb
+# %% ../nbs/14_train.ipynb #97ff1466
 def _skip_step(run: Run, state: TrainState, step: int):
     "Drop this step's gradients, count it, stop after `max_nan_steps` (the last checkpoint on disk is kept)."
     for o in state.optimizers.values(): o.zero_grad(set_to_none=True)
@@ -769,16 +780,22 @@ def _mem_mb() -> float:
         import resource; return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     except Exception: return float("nan")
 
-def _prior_label(run: Run) -> str:
-    if run.prior is None: return "no prior"
-    return getattr(run.prior, "label", "prior")
+class LivePlot:
+    "A `train` callback for notebooks: redraw `history.plot()` every `every` logged steps."
+    def __init__(self, every: int = 10): self.every, self.n = every, 0
+    def __call__(self, step: int, history: History):
+        self.n += 1
+        if self.n % self.every: return
+        import matplotlib.pyplot as plt
+        from IPython.display import clear_output, display
+        clear_output(wait=True); history.plot(); plt.suptitle(f"step {step}", fontsize=9); plt.show()
 
 def finish_run(run: Run, state: TrainState):
     "After the last step: PLY export and (optionally) a trajectory video."
     if run.cfg.save_ply: export_ply(state.splats, run.out / f"ply/point_cloud_{state.step}.ply")
     if run.cfg.save_video: render_video(run, state, run.out / f"videos/traj_{state.step}.mp4")
 
-# %% ../nbs/14_train.ipynb #35913d46
+# %% ../nbs/14_train.ipynb #783d22d7
 def camera_path(cams, # Cameras of the training views (their poses define the path)
                 traj: str = "spiral", # 'spiral', 'ellipse' or 'interp'
                 n_frames: int = 120, # number of poses
@@ -827,7 +844,7 @@ def render_video(run: Run, state: TrainState, path, traj: str = "spiral", n_fram
         w.close()
     return atomic_write(Path(path).with_suffix(".mp4"), write)
 
-# %% ../nbs/14_train.ipynb #558d700d
+# %% ../nbs/14_train.ipynb #5fc98c32
 def load_for_inference(ckpt, # a checkpoint written by `train`
                        data_dir: Optional[str] = None, # the scene folder if it moved (default: the checkpoint's)
                        device: str = "auto", # 'auto', 'cpu', 'cuda'
