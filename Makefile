@@ -1,5 +1,7 @@
 # Two entry points for a fresh machine (see README):  `make demo`  and  `make test`.
 PY ?= python3
+# OpenMP threads that spin-wait made CPU renders 10-30x slower on a shared machine (benchmarks/README.md).
+export OMP_WAIT_POLICY ?= passive
 PIP = $(PY) -m pip
 # gsplat compiles CUDA at install time; on machines without nvcc/GPU we build it CPU-only.
 GSPLAT_ENV = $(shell command -v nvidia-smi >/dev/null 2>&1 || echo BUILD_NO_CUDA=1)

@@ -19,6 +19,7 @@ N_WORKERS = int(os.environ.get("IPSM_TEST_WORKERS", "2"))
 # Notebooks run N_WORKERS at a time on a 2-core machine: one BLAS/OpenMP thread each avoids
 # oversubscription (measured: a warp went from 0.27 s to 0.01 s on a loaded machine).
 ENV = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+ENV.setdefault("OMP_WAIT_POLICY", "passive")
 if N_WORKERS > 1: ENV.setdefault("OMP_NUM_THREADS", "1")
 passed, failed, skipped = 0, 0, 0
 failures = []
