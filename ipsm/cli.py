@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['parse_train_args', 'train_main', 'EvalArgs', 'RenderArgs', 'ExportArgs', 'eval_main', 'render_main', 'export_main']
 
-# %% ../nbs/15_cli.ipynb #456898e4
+# %% ../nbs/15_cli.ipynb #a5d902f5
 import json, sys, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 from .train import (PRESETS, TrainConfig, NonFiniteLossError, train, read_checkpoint, config_from_dict,
                         load_for_inference, eval_step, render_video, export_ply, write_json)
 
-# %% ../nbs/15_cli.ipynb #847c89a1
+# %% ../nbs/15_cli.ipynb #111ae038
 def parse_train_args(args: Optional[Sequence[str]] = None, # command line without the program name; None = sys.argv[1:]
                     ) -> TrainConfig:
     "Parse `PRESET [flags]` into a `TrainConfig` (tyro subcommands, one per preset)."
@@ -43,7 +43,7 @@ def train_main(args: Optional[Sequence[str]] = None, # command line without the 
           f"results in {cfg.result_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
     return 0
 
-# %% ../nbs/15_cli.ipynb #cd7e658a
+# %% ../nbs/15_cli.ipynb #523ef80e
 @dataclass
 class EvalArgs:
     "Evaluate a checkpoint on its test views (no training)."
