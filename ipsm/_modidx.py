@@ -331,6 +331,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'ipsm.train._base': ('train.html#_base', 'ipsm/train.py'),
                             'ipsm.train._demo': ('train.html#_demo', 'ipsm/train.py'),
                             'ipsm.train._dtu': ('train.html#_dtu', 'ipsm/train.py'),
+                            'ipsm.train._flat': ('train.html#_flat', 'ipsm/train.py'),
                             'ipsm.train._history_state': ('train.html#_history_state', 'ipsm/train.py'),
                             'ipsm.train._init_splats': ('train.html#_init_splats', 'ipsm/train.py'),
                             'ipsm.train._jsonable': ('train.html#_jsonable', 'ipsm/train.py'),
