@@ -11,7 +11,7 @@ __all__ = ['PRESETS', 'DataConfig', 'PseudoConfig', 'DepthConfig', 'GeoConfig', 
            'package_versions', 'write_run_config', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint',
            'NonFiniteLossError', 'train', 'LivePlot', 'finish_run', 'camera_path', 'render_video', 'load_for_inference']
 
-# %% ../nbs/14_train.ipynb #8dbf1893
+# %% ../nbs/14_train.ipynb #19c01f00
 import copy, dataclasses, errno, json, math, os, platform, random, subprocess, sys, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, asdict
@@ -37,7 +37,7 @@ from .pseudo_views import PseudoViewPool
 from .render import render_splats
 from .score import ScoreConfig, ipsm_loss, sds_loss, linear_warmup
 
-# %% ../nbs/14_train.ipynb #d36df63d
+# %% ../nbs/14_train.ipynb #f21682eb
 @dataclass
 class DataConfig:
     "Which scene, at which resolution, with which sparse-view split."
@@ -125,7 +125,7 @@ class TrainConfig:
     save_video: bool = True  # render videos/traj_<step>.mp4 (spiral, 30 fps) at the end (imageio-ffmpeg)
     resume: Optional[str] = None  # continue training from this checkpoint (step, params, optimizers, strategy, pool, RNG)
 
-# %% ../nbs/14_train.ipynb #0b7667b1
+# %% ../nbs/14_train.ipynb #5b87049c
 def _scale(x, s): return max(1, int(round(x * s))) if x > 0 else x
 
 def adjust_steps(cfg: TrainConfig, # a config whose `schedule.steps_scaler` may differ from 1
@@ -147,7 +147,7 @@ def adjust_steps(cfg: TrainConfig, # a config whose `schedule.steps_scaler` may 
     cfg.score.warmup_start = ps.start  # the prior's warm-up starts with the pseudo views
     return cfg
 
-# %% ../nbs/14_train.ipynb #56f1d342
+# %% ../nbs/14_train.ipynb #66ff3cb8
 def _real(rel: str) -> str:
     "A real scene below settings.ini's `data_root` (../shared/data in this repository)."
     return str(load_settings().data_root / rel)
@@ -209,7 +209,7 @@ def set_field(cfg, # a (nested) config dataclass
         if p != last: obj = getattr(obj, p)
     setattr(obj, last, value)
 
-# %% ../nbs/14_train.ipynb #dafb16f2
+# %% ../nbs/14_train.ipynb #7992d82a
 def validate(cfg: TrainConfig) -> TrainConfig:
     "Raise a `ValueError` naming the problem and the fix for an inconsistent `cfg`; return it unchanged otherwise."
     def bad(msg): raise ValueError(msg)
@@ -231,7 +231,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.max_nan_steps < 0: bad(f"max_nan_steps must be >= 0, got {cfg.max_nan_steps}")
     return cfg
 
-# %% ../nbs/14_train.ipynb #7a9b6a7d
+# %% ../nbs/14_train.ipynb #25466b04
 def atomic_write(path, # destination file
                  write: Callable[[Path], Any], # writes the content to the path it is given
                 ) -> Path:
@@ -261,7 +261,7 @@ def _jsonable(o):
     if dataclasses.is_dataclass(o): return asdict(o)
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
-# %% ../nbs/14_train.ipynb #5646db98
+# %% ../nbs/14_train.ipynb #21860785
 def seed_everything(seed: int, # the run's seed
                    ) -> torch.Generator: # the trainer's own generator (view choice, pseudo pops)
     "Seed torch, numpy and python `random` (the reference's `safe_state`) and return a fresh generator."
@@ -279,7 +279,7 @@ def set_rng_state(st: dict, gen: torch.Generator):
     torch.set_rng_state(st["torch"]); np.random.set_state(st["numpy"]); random.setstate(st["python"]); gen.set_state(st["gen"])
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
-# %% ../nbs/14_train.ipynb #353de402
+# %% ../nbs/14_train.ipynb #552e1885
 def config_to_dict(cfg: TrainConfig) -> dict:
     "A YAML/JSON-friendly dict of `cfg` (tuples become lists)."
     def conv(o):
@@ -305,7 +305,7 @@ def config_from_dict(d: dict, # as written by `config_to_dict`
         kw[k] = v
     return cls(**kw)
 
-# %% ../nbs/14_train.ipynb #7833d2b8
+# %% ../nbs/14_train.ipynb #541a0a02
 @dataclass
 class History:
     "What `train` returns: logged loss terms, Gaussians and test metrics, ready to plot."
@@ -369,7 +369,7 @@ class Run:
     out: Path  # the run folder
     masks: Optional[torch.Tensor] = None  # [T, H, W] object masks of the test views (DTU protocol)
 
-# %% ../nbs/14_train.ipynb #483188a2
+# %% ../nbs/14_train.ipynb #43a766d6
 def resolve_device(device: str) -> torch.device:
     "'auto' -> cuda when available, else cpu; a clear error for cuda on a CPU-only machine."
     if device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -428,7 +428,7 @@ def init_state(run: Run) -> TrainState:
     return TrainState(step=0, splats=splats, optimizers=opts, strategy_state=run.strategy.initialize_state(scene_scale=run.extent),
                       pool=pool, gen=gen)
 
-# %% ../nbs/14_train.ipynb #4dbbdffd
+# %% ../nbs/14_train.ipynb #6f498e51
 def _render_splats(splats, cams, sh_degree, backgrounds):
     "ipsm.render.render_splats -> (rgb [C,H,W,3], depth [C,H,W,1], alpha [C,H,W,1], info)."
     return render_splats(splats, cams, sh_degree=sh_degree, backgrounds=backgrounds)
@@ -492,7 +492,7 @@ def export_ply(splats, # ParameterDict or dict of tensors (gsplat layout, pre-ac
     "Write the INRIA-layout PLY (ipsm.gaussians.save_ply, itself atomic)."
     return save_ply({k: v.detach().cpu() for k, v in splats.items()}, path)
 
-# %% ../nbs/14_train.ipynb #84e8d7bc
+# %% ../nbs/14_train.ipynb #f3cb0ff6
 def schedule_at(cfg: TrainConfig, # resolved config
                 step: int, # 1-based step
                ) -> dict: # sh_degree, pseudo (bool), ramp s, w_depth_seen, reset_opacity (bool), densify (bool)
@@ -508,7 +508,7 @@ def schedule_at(cfg: TrainConfig, # resolved config
         w_depth_seen=w_seen,
         reset_opacity=cfg.strategy.is_reset_step(step), densify=cfg.strategy.is_refine_step(step))
 
-# %% ../nbs/14_train.ipynb #563d3ff3
+# %% ../nbs/14_train.ipynb #1ca0f5fc
 def render_view(run: Run, # the run (background colour, device)
                 splats: torch.nn.ParameterDict, # current parameters
                 cams, # Cameras with C views
@@ -536,7 +536,7 @@ def compute_losses(run: Run, # the run
     losses["loss"] = sum(losses.values())
     return losses, info
 
-# %% ../nbs/14_train.ipynb #44293e72
+# %% ../nbs/14_train.ipynb #fcad8ea0
 def pseudo_step(run: Run, # the run (prior, depth model, training images)
                 state: TrainState, # current state (pool, generator, splats)
                 step: int, # 1-based step
@@ -568,7 +568,7 @@ def pseudo_step(run: Run, # the run (prior, depth model, training images)
         out["loss_ipsm_r2"] = s * cfg.score.lambda_ipsm_r2 * r["loss_ipsm_r2"]
     return out
 
-# %% ../nbs/14_train.ipynb #5ce93448
+# %% ../nbs/14_train.ipynb #09bd3014
 def optimizer_step(run: Run, state: TrainState, step: int):
     "Set the position lr for `step`, step every Adam, zero the gradients."
     apply_means_lr(state.optimizers, step, run.extent, run.cfg.schedule.max_steps, run.cfg.optim)
@@ -582,7 +582,7 @@ def densify_step(run: Run, # the run (strategy)
     "FSGS grow/prune and the IPSM opacity resets, via the strategy's `step_post_backward`."
     return run.strategy.step_post_backward(state.splats, state.optimizers, state.strategy_state, step, info)
 
-# %% ../nbs/14_train.ipynb #510e3e4d
+# %% ../nbs/14_train.ipynb #0116a0ac
 @torch.no_grad()
 def eval_step(run: Run, # the run (test views, output folder)
               state: TrainState, # current splats
@@ -633,7 +633,7 @@ def _write_png(path, img: torch.Tensor):
     arr = (img.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     atomic_write(path, lambda p: iio.imwrite(p, arr, extension=".png"))
 
-# %% ../nbs/14_train.ipynb #e68fb958
+# %% ../nbs/14_train.ipynb #62259176
 def package_versions() -> dict:
     "Versions of the packages that change numbers, plus the git hash of the checkout when available."
     from importlib.metadata import version, PackageNotFoundError
@@ -659,7 +659,7 @@ def write_run_config(run: Run) -> Path:
 def _split_info(run: Run) -> dict:
     return {"train": list(run.split.train_names), "test": list(run.test_names), "protocol": getattr(run.split, "protocol", None)}
 
-# %% ../nbs/14_train.ipynb #f07fd573
+# %% ../nbs/14_train.ipynb #cd80cd18
 def save_checkpoint(run: Run, state: TrainState, path=None) -> Path:
     "Atomically write `ckpts/ckpt_<step>.pt` holding the whole training state."
     path = Path(path) if path else run.out / f"ckpts/ckpt_{state.step}.pt"
@@ -704,7 +704,7 @@ def load_checkpoint(run: Run, # a run set up with the checkpoint's config
     return TrainState(step=ck["step"], splats=splats, optimizers=opts, strategy_state=sst,
                       pool=_pool_from_state(run, ck["pool"]), gen=gen, history=hist, nan_count=ck["nan_count"])
 
-# %% ../nbs/14_train.ipynb #f6046a83
+# %% ../nbs/14_train.ipynb #a43aac6d
 class NonFiniteLossError(RuntimeError):
     "Too many steps had a non-finite loss or gradient."
 
@@ -758,7 +758,7 @@ def train(cfg: TrainConfig, # a preset (possibly overridden); `cfg.resume` conti
     finish_run(run, state)
     return h
 
-# %% ../nbs/14_train.ipynb #4a139036
+# %% ../nbs/14_train.ipynb #adf4d147
 def _skip_step(run: Run, state: TrainState, step: int):
     "Drop this step's gradients, count it, stop after `max_nan_steps` (the last checkpoint on disk is kept)."
     for o in state.optimizers.values(): o.zero_grad(set_to_none=True)
@@ -802,7 +802,7 @@ def finish_run(run: Run, state: TrainState):
     if run.cfg.save_ply: export_ply(state.splats, run.out / f"ply/point_cloud_{state.step}.ply")
     if run.cfg.save_video: render_video(run, state, run.out / f"videos/traj_{state.step}.mp4")
 
-# %% ../nbs/14_train.ipynb #c1611a30
+# %% ../nbs/14_train.ipynb #c1845387
 def camera_path(cams, # Cameras of the training views (their poses define the path)
                 traj: str = "spiral", # 'spiral', 'ellipse' or 'interp'
                 n_frames: int = 120, # number of poses
@@ -851,7 +851,7 @@ def render_video(run: Run, state: TrainState, path, traj: str = "spiral", n_fram
         w.close()
     return atomic_write(Path(path).with_suffix(".mp4"), write)
 
-# %% ../nbs/14_train.ipynb #281109a2
+# %% ../nbs/14_train.ipynb #e4767f47
 def load_for_inference(ckpt, # a checkpoint written by `train`
                        data_dir: Optional[str] = None, # the scene folder if it moved (default: the checkpoint's)
                        device: str = "auto", # 'auto', 'cpu', 'cuda'
