@@ -302,6 +302,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'ipsm.score.inpaint_mask': ('score.html#inpaint_mask', 'ipsm/score.py'),
                             'ipsm.score.ipsm_loss': ('score.html#ipsm_loss', 'ipsm/score.py'),
                             'ipsm.score.linear_warmup': ('score.html#linear_warmup', 'ipsm/score.py'),
+                            'ipsm.score.noisy_latents': ('score.html#noisy_latents', 'ipsm/score.py'),
                             'ipsm.score.predict_x0': ('score.html#predict_x0', 'ipsm/score.py'),
                             'ipsm.score.sample_timestep': ('score.html#sample_timestep', 'ipsm/score.py'),
                             'ipsm.score.sds_grad': ('score.html#sds_grad', 'ipsm/score.py'),
