@@ -36,8 +36,8 @@ def run_dir(out, row, scaler, seed) -> Path:
 
 def row_line(row, seed, d: Path) -> str:
     "A table line from a finished run folder (last evaluation; training time without evaluations)."
-    m = json.loads(sorted((d / "stats").glob("val_step*.json"))[-1].read_text())
-    tr = json.loads(sorted((d / "stats").glob("train_step*.json"))[-1].read_text())
+    last = lambda pat: max((d / "stats").glob(pat), key=lambda f: int(f.stem.split("step")[-1]))  # by step, not by name
+    m, tr = json.loads(last("val_step*.json").read_text()), json.loads(last("train_step*.json").read_text())
     return (f"| {row} | {seed} | {m['step']} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['lpips']:.3f} | {m['avge']:.3f} | "
             f"{m['num_GS']:,} | {tr['elapsed'] / 60:.1f} | {tr['s_per_step']:.3f} | {PAPER[row]} |"), m
 
