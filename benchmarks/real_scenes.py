@@ -69,7 +69,8 @@ def main():
                     print(r.stdout[-2000:], r.stderr[-3000:], flush=True)
                     lines.append(f"| {row} | {seed} | failed (exit {r.returncode}) | | | | | | | | {PAPER[row]} |"); continue
             if not (out / "stats").is_dir(): lines.append(f"| {row} | {seed} | not run ({out} missing) | | | | | | | | |"); continue
-            line, m = row_line(row, seed, out); lines.append(line); ms.append(m); print(line, flush=True)
+            line, m = row_line(row, seed, out); lines.append(line); ms.append(m)
+            if not a.table_only: print(line, flush=True)
         if len(ms) > 1:
             mean = {k: statistics.mean(m[k] for m in ms) for k in ("psnr", "ssim", "lpips", "avge")}
             sd = {k: statistics.stdev(m[k] for m in ms) for k in mean}
