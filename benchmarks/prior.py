@@ -130,9 +130,10 @@ def write_readme(new_row):
             f"{HEADER}\n" + '\n'.join(rows) + "\n\n"
             "For scale: the authors report about 1 h per scene (10k steps, 7.5k of them with IPSM, plus MiDaS and three "
             "3DGS renders per step) on one RTX 3090 with fp16 weights, i.e. at most ~0.5 s per IPSM evaluation there. "
-            "CPU numbers come from the shared 2-core build machine while other jobs ran (load average 4-9), so medians are "
-            "inflated and the min is closer to an idle machine; `OMP_WAIT_POLICY=passive` (set by the script) matters "
-            "a lot there (tiny: 3.3 s median with spinning OpenMP threads vs 0.71 s passive); treat them as upper bounds. No GPU was available to this task: the CUDA row is to be filled in.\n\n")
+            "CPU rows come from the shared 2-core build machine: the tiny row on an idle moment of it (load average < 1), "
+            "the full-size row while other jobs ran (load average 4-9), so that one is an upper bound. "
+            "`OMP_WAIT_POLICY=passive` (set by the script) matters a lot on a busy machine (tiny prior, load 4-9: 3.3 s "
+            "median with spinning OpenMP threads vs 0.71 s passive). No GPU was available to this task: the CUDA row is to be filled in.\n\n")
     text = pat.sub(lambda _: body, text) if m else text.rstrip('\n') + '\n\n' + body
     README.write_text(text)
 
