@@ -17,7 +17,7 @@ With `--steps-scaler s` every step count is multiplied by s (gsplat's adjust_ste
 densification interval, which stays at the authors' 100 steps (densifying 1/s times as often would
 grow far more Gaussians than the reference).
 """
-import argparse, json, statistics, subprocess, sys, time
+import argparse, json, statistics, subprocess, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -794,7 +794,7 @@ class LivePlot:
         self.n += 1
         if self.n % self.every: return
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
+        from IPython.display import clear_output
         clear_output(wait=True); history.plot(); plt.suptitle(f"step {step}", fontsize=9); plt.show()
 
 def finish_run(run: Run, state: TrainState):
