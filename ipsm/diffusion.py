@@ -23,9 +23,9 @@ _HUB_DEFAULTS = dict(inpaint_model='runwayml/stable-diffusion-inpainting', sd_mo
 
 def _setting(key:str, # settings.ini key, e.g. 'inpaint_model'
             )->str:
-    "A model location: `ipsm.data.load_settings()` if available, else env `IPSM_<KEY>`, else the hub id."
+    "A model location: `ipsm.settings.load_settings()` if available, else env `IPSM_<KEY>`, else the hub id."
     try:
-        from ipsm.data import load_settings  # nb 03; optional so that this module stands alone
+        from ipsm.settings import load_settings  # nb 01; optional so that this module stands alone
         v = getattr(load_settings(), key, None)
         if v: return str(v)
     except (ImportError, AttributeError, OSError, KeyError, ValueError): pass

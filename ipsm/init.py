@@ -17,7 +17,8 @@ from plyfile import PlyData, PlyElement
 from scipy.spatial import cKDTree
 
 from .cameras import Cameras, look_at, rigid_inverse, plot_cameras
-from .data import SceneData, load_settings
+from .data import SceneData
+from .settings import load_settings
 
 # %% auto #0
 __all__ = ['InitConfig', 'PointCloud', 'textured_planes_scene', 'Views', 'scene_views', 'make_views', 'fundamental_from_poses',

@@ -170,7 +170,7 @@ def _depth_model_setting() -> str:
     "IPSM_DEPTH_MODEL, else settings.ini's depth_model, else the default hub id."
     if os.environ.get('IPSM_DEPTH_MODEL'): return os.environ['IPSM_DEPTH_MODEL']
     try:
-        from ipsm.data import load_settings
+        from ipsm.settings import load_settings
         return str(getattr(load_settings(), 'depth_model', None) or DEFAULT_DEPTH_MODEL)
     except ImportError: return DEFAULT_DEPTH_MODEL
 

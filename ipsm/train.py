@@ -25,7 +25,8 @@ import tyro
 import yaml
 
 from .cameras import Cameras, interpolate_path, look_at, rigid_inverse
-from .data import load_scene, load_settings, sparse_split
+from .settings import load_settings
+from .data import load_scene, sparse_split
 from .demo_scene import demo_scene_path
 from .metrics import ssim
 from .warp import WarpConfig, warp_pseudo_view

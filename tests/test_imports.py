@@ -13,6 +13,7 @@ MODULES = sorted(p.stem for p in PKG.glob("*.py") if not p.stem.startswith("_"))
 
 # one cheap call per module, run in the fresh interpreter after `import ipsm.<name> as m`
 CALLS = {
+    "settings": "s = m.load_settings(); assert s.lpips_net in ('vgg', 'alex')",
     "cameras": "c = m.look_at([0., 0., -1.], [0., 0., 0.]); assert c.shape == (4, 4)",
     "metrics": "import torch; x = torch.rand(8, 8, 3); assert float(m.psnr(x, x.clamp(0, 1) * 0.5 + 0.25)) > 0",
     "pseudo_views": "s = m.annealed_sigmas(100); assert len(s) == 100",
