@@ -6,7 +6,7 @@ PIP = $(PY) -m pip
 # gsplat compiles CUDA at install time; on machines without nvcc/GPU we build it CPU-only.
 GSPLAT_ENV = $(shell command -v nvidia-smi >/dev/null 2>&1 || echo BUILD_NO_CUDA=1)
 
-.PHONY: install demo test readme
+.PHONY: install demo test readme docs
 install:
 	$(PIP) install -q torch==2.13.0
 	$(GSPLAT_ENV) $(PIP) install -q -e ".[dev]"
@@ -23,3 +23,8 @@ test: install
 
 readme:
 	$(PY) tools/make_readme.py
+
+# Static HTML site of the executed notebooks in _docs/ (no Quarto): nbconvert from the dev extra,
+# KaTeX fetched with npm at a pinned version. Open _docs/index.html.
+docs:
+	$(PY) tools/make_docs.py
