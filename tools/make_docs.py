@@ -34,6 +34,7 @@ KATEX_VERSION = "0.19.1"
 KATEX_SHA512 = "jG8uKntjSEcm2EpQOh0XturpPuuC9r3Sq5HLHdsFdWZT27E672SF19QEi+of0/YeOy15lDgRhKvr5614uRrEfA=="
 WIDGET_NOTE = ('<div class="ipsm-widget-note">Interactive widget: open this notebook in Jupyter '
                '(or VS Code) and run it to use it.</div>')
+MARKER = ".ipsm-docs"  # marks an output folder as ours: only such a folder is deleted and rebuilt
 _re_num = re.compile(r"^(\d+)_")
 _re_token = re.compile(r"@@KATEX(\d+)@@")
 _EXTERNAL = ("http:", "https:", "mailto:", "ftp:", "data:", "javascript:", "//")
@@ -55,7 +56,7 @@ def page_name(nb: Path) -> str:
 
 def plain(md: str) -> str:
     "A markdown title as plain text (for <title> and the sidebar)."
-    return re.sub(r"[*_`]", "", md).strip()
+    return re.sub(r"[*`]", "", md).strip()
 
 
 def rel_href(target: str, frm: str) -> str:
@@ -298,7 +299,8 @@ class Site:
         for src, name in self.copies.items():
             (self.out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, self.out / name)
-        (self.out / ".nojekyll").write_text("")
+        (self.out / ".nojekyll").write_text("")  # GitHub Pages: serve _static/ as is
+        (self.out / MARKER).write_text("Built by tools/make_docs.py; the whole folder is replaced by the next build.\n")
         return dict(pages=list(html_pages), seconds=time.time() - t0, equations=len(self.math), warnings=self.warnings)
 
     def fill_math(self, body, rendered):
@@ -316,7 +318,9 @@ def main(argv=None):
     ap.add_argument("--katex-tgz", default=None, help=f"a katex-{KATEX_VERSION}.tgz on disk instead of `npm pack`")
     a = ap.parse_args(argv)
     out = Path(a.out).resolve()
-    if out == ROOT or ROOT.is_relative_to(out): sys.exit(f"--out {out} would delete the project: pick an empty folder")
+    if ROOT.is_relative_to(out) or (out != ROOT / "_docs" and out.is_dir() and any(out.iterdir())
+                                    and not (out / MARKER).exists()):
+        sys.exit(f"--out {out} is not empty and not a previous docs build: pick a new or empty folder")
     res = Site(out).build(a.katex_tgz)
     for w in res["warnings"]: print("warning:", w, file=sys.stderr)
     print(f"docs: {len(res['pages'])} pages, {res['equations']} equations, {len(res['warnings'])} warnings "
