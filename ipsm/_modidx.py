@@ -278,6 +278,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ipsm.regularizers._dpt_forward': ('regularizers.html#_dpt_forward', 'ipsm/regularizers.py'),
                                    'ipsm.regularizers._hw': ('regularizers.html#_hw', 'ipsm/regularizers.py'),
                                    'ipsm.regularizers._nan_guard': ('regularizers.html#_nan_guard', 'ipsm/regularizers.py'),
+                                   'ipsm.regularizers._tiny_dpt_config': ('regularizers.html#_tiny_dpt_config', 'ipsm/regularizers.py'),
                                    'ipsm.regularizers.depth_loss_pseudo': ('regularizers.html#depth_loss_pseudo', 'ipsm/regularizers.py'),
                                    'ipsm.regularizers.depth_loss_seen': ('regularizers.html#depth_loss_seen', 'ipsm/regularizers.py'),
                                    'ipsm.regularizers.dtu_background_mask': ( 'regularizers.html#dtu_background_mask',
