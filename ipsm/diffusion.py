@@ -115,6 +115,7 @@ def sd_scheduler()->DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear',
                          clip_sample=False, steps_offset=1)
 
+# %% ../nbs/15_diffusion.ipynb #b4214b31
 def _tiny_unet(in_channels:int, cross_attention_dim:int=32)->UNet2DConditionModel:
     return UNet2DConditionModel(sample_size=64, in_channels=in_channels, out_channels=4, layers_per_block=1,
         block_out_channels=(32, 64), down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D'),
@@ -203,6 +204,7 @@ def _sched_problems(s)->list[str]:
     if getattr(c, 'prediction_type', 'epsilon') != 'epsilon': bad.append(f"prediction_type={c.prediction_type!r} (expected 'epsilon')")
     return bad
 
+# %% ../nbs/15_diffusion.ipynb #dfbde97a
 def check_prior(prior:Prior, # a prior to check (e.g. just loaded)
                 where:str, # the folder(s) it came from, for the message
                ):
@@ -266,6 +268,7 @@ def _to_vae_input(images:torch.Tensor, size:int)->torch.Tensor:
     x = F.interpolate(images.permute(0, 3, 1, 2).float(), (size, size), mode='bilinear', align_corners=False)
     return x * 2 - 1
 
+# %% ../nbs/15_diffusion.ipynb #22228ba3
 def encode_images(prior:Prior, # the VAE to use (`prior.vae`)
                   images:torch.Tensor, # [B, H, W, 3] in [0, 1], any H, W
                   generator:torch.Generator|None=None, # RNG for the latent sample
@@ -349,6 +352,7 @@ def blip_rank(scene:str, # scene folder name, e.g. 'fern' or 'scan24'
         if scene in names: return sorted(names).index(scene)
     return 0
 
+# %% ../nbs/15_diffusion.ipynb #f48e01a5
 def blip_view_index(rank:int=0, # the scene's rank in the authors' loop (`blip_rank`)
                     n_views:int=3, # number of training views (the randint's high)
                     seed:int=42, # the script's torch.manual_seed
@@ -368,6 +372,7 @@ def write_blip_rst(folder:str|Path, # where to write blip_rst.txt (e.g. the run 
     f.write_text(f"random select {image_name.split('.')[0]} blip result:{caption}")
     return f
 
+# %% ../nbs/15_diffusion.ipynb #ccbcb325
 def read_blip_rst(path:str|Path, # a blip_rst.txt
                  )->tuple[str, str]: # (image, caption)
     "Parse the authors' `blip_rst.txt` like their `train.py` (first line, caption = `split(':')[-1]`)."
