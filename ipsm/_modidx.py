@@ -420,6 +420,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'ipsm.warp._as_hw': ('warp.html#_as_hw', 'ipsm/warp.py'),
                            'ipsm.warp._check_K': ('warp.html#_check_k', 'ipsm/warp.py'),
                            'ipsm.warp._pose_ok': ('warp.html#_pose_ok', 'ipsm/warp.py'),
+                           'ipsm.warp._sample': ('warp.html#_sample', 'ipsm/warp.py'),
+                           'ipsm.warp._warp_inputs': ('warp.html#_warp_inputs', 'ipsm/warp.py'),
                            'ipsm.warp.depth_consistency_masks': ('warp.html#depth_consistency_masks', 'ipsm/warp.py'),
                            'ipsm.warp.inverse_warp': ('warp.html#inverse_warp', 'ipsm/warp.py'),
                            'ipsm.warp.normalize_depth': ('warp.html#normalize_depth', 'ipsm/warp.py'),
