@@ -255,8 +255,9 @@ def avge(psnr, # PSNR in dB (float or tensor)
          ssim, # SSIM
          lpips, # LPIPS
         ): # the geometric mean of sqrt(1 - SSIM), LPIPS and MSE = 10^(-PSNR/10)
-    "RegNeRF's AVGE summary error (lower is better)."
-    return ((1 - ssim) ** 0.5 * lpips * 10 ** (-psnr / 10)) ** (1 / 3)
+    "RegNeRF's AVGE summary error (lower is better); an SSIM rounding above 1 counts as 1."
+    dssim = (1 - ssim).clamp_min(0) if torch.is_tensor(ssim) else max(1 - ssim, 0.0)
+    return (dssim ** 0.5 * lpips * 10 ** (-psnr / 10)) ** (1 / 3)
 
 # %% ../nbs/06_metrics.ipynb #f1ddf25e
 def dtu_eval_mask(mask, # path, PIL image or uint8 array [H, W(, 3)] of a full-resolution DTU object mask
