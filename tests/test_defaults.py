@@ -242,11 +242,11 @@ def test_densify_gradient_threshold_and_percent_dense():
     "clone if mean grad >= 0.0005 and max scale <= 0.01 x extent; split (2 children, scale / 1.6) if larger [§5.2]."
     from ipsm.gaussians import FSGSStrategy
     means = [[0.0, 0, 0], [0.3, 0, 0], [0.0, 0.3, 0], [0.3, 0.3, 0]]
-    # extent 2: 0.0195 <= 0.01 * 2 clones, 0.0205 splits; a gradient of exactly 0.0005 counts (>=), 0.000499 does not
-    out, sp = _grow(FSGSStrategy(), means, [0.0195, 0.0205, 0.0195, 0.0205], [0.0005, 0.0005, 0.000499, 0.000499], extent=2.0)
+    # extent 2: 0.01999 <= 0.01 * 2 clones, 0.02001 splits; a gradient of exactly 0.0005 counts (>=), 0.000499 does not
+    out, sp = _grow(FSGSStrategy(), means, [0.01999, 0.02001, 0.01999, 0.02001], [0.0005, 0.0005, 0.000499, 0.000499], extent=2.0)
     assert (out["clone"], out["split"], out["split_far"], out["unpool"]) == (1, 1, 0, 0)
     assert len(sp["means"]) == 4 + 1 + 2 - 1
-    torch.testing.assert_close(sp["scales"][-2:].exp(), torch.full((2, 3), 0.0205 / 1.6))    # N = 2 children, scale / 1.6
+    torch.testing.assert_close(sp["scales"][-2:].exp(), torch.full((2, 3), 0.02001 / 1.6))    # N = 2 children, scale / 1.6
     torch.testing.assert_close(sp["means"][3], torch.tensor([0.0, 0, 0]))                    # the clone sits on its parent
 
 def test_split_and_unpool_distance_triggers():
