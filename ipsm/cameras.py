@@ -15,7 +15,7 @@ from fastcore.basics import patch
 __all__ = ['as_float_tensor', 'focal2fov', 'fov2focal', 'make_K', 'Cameras', 'pad_poses', 'rigid_inverse', 'look_at',
            'project_points', 'camera_rays', 'opengl_to_opencv', 'opencv_to_opengl', 'llff_to_opencv', 'opencv_to_llff',
            'rotmat_to_quat', 'quat_to_rotmat', 'slerp', 'interpolate_poses', 'interpolate_path', 'frustum_corners',
-           'plot_cameras', 'auto_axes']
+           'auto_axes', 'plot_cameras']
 
 # %% ../nbs/02_cameras.ipynb #537b8afa
 def as_float_tensor(x, # array-like, numpy array or tensor
@@ -36,6 +36,7 @@ def fov2focal(fov, # field of view in radians
     "Focal length in pixels giving field of view `fov` over `pixels` pixels."
     return pixels / (2 * math.tan(fov / 2)) if np.isscalar(fov) else as_float_tensor(pixels) / (2 * torch.tan(as_float_tensor(fov) / 2))
 
+# %% ../nbs/02_cameras.ipynb #02911bca
 def make_K(fx, # focal length along x, pixels
            fy, # focal length along y, pixels
            cx, # principal point x (pixel-centre convention: W/2 for a centred camera)
@@ -45,6 +46,20 @@ def make_K(fx, # focal length along x, pixels
     return torch.tensor([[fx, 0., cx], [0., fy, cy], [0., 0., 1.]], dtype=torch.float32)
 
 # %% ../nbs/02_cameras.ipynb #8d8831a3
+def _check_cameras(c):
+    "Normalise and validate a `Cameras` in place: float tensors, a batch dimension, one K per viewmat, finite values."
+    c.viewmats = as_float_tensor(c.viewmats); c.Ks = as_float_tensor(c.Ks).to(c.viewmats)
+    if c.viewmats.ndim == 2: c.viewmats = c.viewmats[None]
+    if c.Ks.ndim == 2: c.Ks = c.Ks[None].expand(len(c.viewmats), 3, 3).clone()
+    if c.viewmats.shape[1:] != (4, 4):
+        raise ValueError(f"Cameras.viewmats must be [C, 4, 4] world-to-camera matrices, got {tuple(c.viewmats.shape)}; pad a [C, 3, 4] matrix with a [0, 0, 0, 1] row")
+    if c.Ks.shape != (len(c.viewmats), 3, 3):
+        raise ValueError(f"Cameras.Ks must be [C, 3, 3] with C = {len(c.viewmats)} (one per viewmat), got {tuple(c.Ks.shape)}")
+    if not (torch.isfinite(c.viewmats).all() and torch.isfinite(c.Ks).all()):
+        raise ValueError("Cameras contain NaN/Inf in viewmats or Ks; check the poses file the cameras were loaded from")
+    c.width, c.height = int(c.width), int(c.height)
+    if c.width <= 0 or c.height <= 0: raise ValueError(f"Cameras need a positive image size, got width={c.width}, height={c.height}")
+
 @dataclass(eq=False)
 class Cameras:
     "A batch of pinhole cameras sharing one image size (gsplat layout, OpenCV axes)."
@@ -52,75 +67,67 @@ class Cameras:
     Ks: Tensor # [C, 3, 3] intrinsics, pixel centres at +0.5
     width: int # image width in pixels
     height: int # image height in pixels
+    def __post_init__(self): _check_cameras(self)
 
-    def __post_init__(self):
-        self.viewmats = as_float_tensor(self.viewmats)
-        self.Ks = as_float_tensor(self.Ks).to(self.viewmats)
-        if self.viewmats.ndim == 2: self.viewmats = self.viewmats[None]
-        if self.Ks.ndim == 2: self.Ks = self.Ks[None].expand(len(self.viewmats), 3, 3).clone()
-        if self.viewmats.shape[1:] != (4, 4):
-            raise ValueError(f"Cameras.viewmats must be [C, 4, 4] world-to-camera matrices, got {tuple(self.viewmats.shape)}; "
-                             "pad a [C, 3, 4] matrix with a [0, 0, 0, 1] row")
-        if self.Ks.shape != (len(self.viewmats), 3, 3):
-            raise ValueError(f"Cameras.Ks must be [C, 3, 3] with C = {len(self.viewmats)} (one per viewmat), got {tuple(self.Ks.shape)}")
-        if not (torch.isfinite(self.viewmats).all() and torch.isfinite(self.Ks).all()):
-            raise ValueError("Cameras contain NaN/Inf in viewmats or Ks; check the poses file the cameras were loaded from")
-        self.width, self.height = int(self.width), int(self.height)
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"Cameras need a positive image size, got width={self.width}, height={self.height}")
+# %% ../nbs/02_cameras.ipynb #8a3cc6f1
+@patch(as_prop=True)
+def camtoworlds(self: Cameras) -> Tensor:
+    "[C, 4, 4] camera-to-world matrices."
+    return rigid_inverse(self.viewmats)
 
-    @classmethod
-    def from_camtoworlds(cls, camtoworlds, # [C, 4, 4] or [C, 3, 4] camera-to-world, OpenCV axes
-                         Ks, width, height):
-        "Build from camera-to-world matrices (the inverse of `viewmats`)."
-        c2w = as_float_tensor(camtoworlds)
-        if c2w.ndim == 2: c2w = c2w[None]
-        return cls(rigid_inverse(pad_poses(c2w)), Ks, width, height)
+@patch(as_prop=True)
+def centers(self: Cameras) -> Tensor:
+    "[C, 3] camera centres in world coordinates."
+    return self.camtoworlds[:, :3, 3]
 
-    @property
-    def camtoworlds(self) -> Tensor:
-        "[C, 4, 4] camera-to-world matrices."
-        return rigid_inverse(self.viewmats)
+@patch(cls_method=True)
+def from_camtoworlds(cls: Cameras, camtoworlds, # [C, 4, 4] or [C, 3, 4] camera-to-world, OpenCV axes
+                     Ks, width, height):
+    "Build from camera-to-world matrices (the inverse of `viewmats`)."
+    c2w = as_float_tensor(camtoworlds)
+    return cls(rigid_inverse(pad_poses(c2w[None] if c2w.ndim == 2 else c2w)), Ks, width, height)
 
-    @property
-    def centers(self) -> Tensor:
-        "[C, 3] camera centres in world coordinates."
-        return self.camtoworlds[:, :3, 3]
+# %% ../nbs/02_cameras.ipynb #afab49b9
+@patch(as_prop=True)
+def fovx(self: Cameras) -> Tensor:
+    "[C] horizontal fields of view (radians)."
+    return 2 * torch.atan(self.width / (2 * self.Ks[:, 0, 0]))
 
-    @property
-    def fovx(self) -> Tensor:
-        "[C] horizontal fields of view (radians)."
-        return 2 * torch.atan(self.width / (2 * self.Ks[:, 0, 0]))
+@patch(as_prop=True)
+def fovy(self: Cameras) -> Tensor:
+    "[C] vertical fields of view (radians)."
+    return 2 * torch.atan(self.height / (2 * self.Ks[:, 1, 1]))
 
-    @property
-    def fovy(self) -> Tensor:
-        "[C] vertical fields of view (radians)."
-        return 2 * torch.atan(self.height / (2 * self.Ks[:, 1, 1]))
+@patch(as_prop=True)
+def device(self: Cameras): return self.viewmats.device
 
-    @property
-    def device(self): return self.viewmats.device
+# %% ../nbs/02_cameras.ipynb #c1501714
+@patch
+def __len__(self: Cameras): return len(self.viewmats)
 
-    @classmethod
-    def cat(cls, cams: list) -> Cameras:
-        "Concatenate camera batches that share one image size."
-        if len({(c.width, c.height) for c in cams}) != 1:
-            raise ValueError(f"Cameras.cat needs one image size, got {sorted({(c.width, c.height) for c in cams})}; resize with .resized(W, H) first")
-        return cls(torch.cat([c.viewmats for c in cams]), torch.cat([c.Ks for c in cams]), cams[0].width, cams[0].height)
+@patch
+def __getitem__(self: Cameras, idx) -> Cameras:
+    "Index with an int, slice, list or tensor; always returns a `Cameras` batch."
+    if isinstance(idx, (int, np.integer)): idx = [int(idx)]
+    if isinstance(idx, np.ndarray): idx = torch.as_tensor(idx)
+    return Cameras(self.viewmats[idx], self.Ks[idx], self.width, self.height)
 
-    def __len__(self): return len(self.viewmats)
+@patch(cls_method=True)
+def cat(cls: Cameras, cams: list) -> Cameras:
+    "Concatenate camera batches that share one image size."
+    if len({(c.width, c.height) for c in cams}) != 1:
+        raise ValueError(f"Cameras.cat needs one image size, got {sorted({(c.width, c.height) for c in cams})}; resize with .resized(W, H) first")
+    return cls(torch.cat([c.viewmats for c in cams]), torch.cat([c.Ks for c in cams]), cams[0].width, cams[0].height)
 
-    def __getitem__(self, idx) -> Cameras:
-        "Index with an int, slice, list or tensor; always returns a `Cameras` batch."
-        if isinstance(idx, (int, np.integer)): idx = [int(idx)]
-        if isinstance(idx, np.ndarray): idx = torch.as_tensor(idx)
-        return Cameras(self.viewmats[idx], self.Ks[idx], self.width, self.height)
+# %% ../nbs/02_cameras.ipynb #b3bbbe5e
+@patch
+def to(self: Cameras, *args, **kwargs) -> Cameras:
+    "Move to a device and/or dtype (arguments as `Tensor.to`)."
+    return Cameras(self.viewmats.to(*args, **kwargs), self.Ks.to(*args, **kwargs), self.width, self.height)
 
-    def to(self, *args, **kwargs) -> Cameras:
-        "Move to a device and/or dtype (arguments as `Tensor.to`)."
-        return Cameras(self.viewmats.to(*args, **kwargs), self.Ks.to(*args, **kwargs), self.width, self.height)
-
-    def __repr__(self):
-        return f"Cameras(C={len(self)}, {self.width}x{self.height}, fx={self.Ks[0, 0, 0].item():.1f}, device={self.device})"
+@patch
+def __repr__(self: Cameras):
+    return f"Cameras(C={len(self)}, {self.width}x{self.height}, fx={self.Ks[0, 0, 0].item():.1f}, device={self.device})"
 
 # %% ../nbs/02_cameras.ipynb #b0595e3a
 def pad_poses(p): # [..., 3, 4] or [..., 4, 4]
@@ -131,6 +138,7 @@ def pad_poses(p): # [..., 3, 4] or [..., 4, 4]
     bottom = torch.zeros(*p.shape[:-2], 1, 4, dtype=p.dtype, device=p.device); bottom[..., 0, 3] = 1
     return torch.cat([p, bottom], -2)
 
+# %% ../nbs/02_cameras.ipynb #14854dbe
 def rigid_inverse(T): # [..., 4, 4] rotation + translation
     "Inverse of rigid transforms, $[R|t]^{-1} = [R^T | -R^T t]$."
     T = pad_poses(T)
@@ -169,6 +177,7 @@ def project_points(cams: Cameras, # C cameras
     uv = torch.einsum('cij,cnj->cni', cams.Ks[:, :2, :3], Xc) / z[..., None]
     return uv, z
 
+# %% ../nbs/02_cameras.ipynb #d96ad98c
 def camera_rays(cams: Cameras, # C cameras
                ) -> tuple[Tensor, Tensor, Tensor]: # origins [C,H,W,3], unit dirs [C,H,W,3], dir z in camera [C,H,W]
     "World-space rays through every pixel centre."
@@ -195,6 +204,7 @@ def resized(self: Cameras, width: int, # new image width
     Ks[:, 0, :] *= sx; Ks[:, 1, :] *= sy
     return Cameras(self.viewmats.clone(), Ks, width, height)
 
+# %% ../nbs/02_cameras.ipynb #3dd52c87
 @patch
 def scaled(self: Cameras, factor: float, # downsampling factor, e.g. 8 for LLFF `images_8`
            ) -> Cameras:
@@ -209,6 +219,7 @@ def _swap_axes(c2w, perm, signs):
     for i, (p, s) in enumerate(zip(perm, signs)): out[..., :3, i] = s * c2w[..., :3, p]
     return out
 
+# %% ../nbs/02_cameras.ipynb #8df61c9a
 def opengl_to_opencv(c2w, # [..., 3|4, 4] camera-to-world with OpenGL axes (right, up, back)
                     ) -> Tensor: # same shape, OpenCV axes (right, down, forward)
     "Flip camera y and z axes (OpenGL/Blender -> OpenCV); the translation is untouched."
@@ -249,6 +260,7 @@ def rotmat_to_quat(R, # [..., 3, 3] rotation matrices
     q = q * s
     return q * torch.where(q[..., :1] < 0, -1., 1.).to(q)
 
+# %% ../nbs/02_cameras.ipynb #ef962862
 def quat_to_rotmat(q, # [..., 4] quaternions wxyz (normalised here)
                   ) -> Tensor: # [..., 3, 3]
     "Unit quaternions (wxyz) to rotation matrices."
@@ -278,6 +290,7 @@ def slerp(q0, # [..., 4] unit quaternions at t = 0
     q = q / q.norm(dim=-1, keepdim=True)
     return q[0] if scalar else q
 
+# %% ../nbs/02_cameras.ipynb #cfd0c47c
 def interpolate_poses(c2w0, # [..., 4, 4] camera-to-world at t = 0
                       c2w1, # [..., 4, 4] camera-to-world at t = 1
                       t, # [T] or float: interpolation parameters in [0, 1]
@@ -293,6 +306,7 @@ def interpolate_poses(c2w0, # [..., 4, 4] camera-to-world at t = 0
     out[..., :3, :3], out[..., :3, 3], out[..., 3, 3] = quat_to_rotmat(q), pos, 1
     return out[0] if scalar else out
 
+# %% ../nbs/02_cameras.ipynb #59eb5eb5
 def interpolate_path(c2ws, # [K, 4, 4] keyframe camera-to-worlds
                      n_per_segment: int = 30, # frames between consecutive keyframes
                      loop: bool = False, # also return from the last keyframe to the first
@@ -320,6 +334,39 @@ def frustum_corners(cams: Cameras, # C cameras
     c2w = cams.camtoworlds
     return torch.einsum('cij,ckj->cki', c2w[:, :3, :3], Pc) + c2w[:, None, :3, 3]
 
+# %% ../nbs/02_cameras.ipynb #30102dd5
+def auto_axes(cams: Cameras) -> str:
+    "Plot axes (a proper rotation) whose vertical is the world axis closest to the cameras' mean 'up' (-y)."
+    g = cams.camtoworlds[:, :3, 1].double().mean(0).cpu().numpy()     # mean camera 'down' in world coordinates
+    k = int(np.argmax(np.abs(g))); a, b = 'xyz'[(k + 1) % 3], 'xyz'[(k + 2) % 3]
+    return f"{a} {b} {'xyz'[k]}" if g[k] < 0 else f"{b} {a} -{'xyz'[k]}"
+
+def _axes_matrix(axes: str) -> np.ndarray:
+    "Signed permutation matrix for an axes string like 'x z -y'."
+    M = np.zeros((3, 3))
+    toks = axes.split()
+    if len(toks) != 3 or sorted(t[-1] for t in toks) != ['x', 'y', 'z'] or any(t not in ('x', 'y', 'z', '-x', '-y', '-z') for t in toks):
+        raise ValueError(f"axes must name each of x, y, z once with an optional '-', e.g. 'x z -y'; got {axes!r}")
+    for r, t in enumerate(toks): M[r, 'xyz'.index(t[-1])] = -1. if t.startswith('-') else 1.
+    return M
+
+# %% ../nbs/02_cameras.ipynb #b8daf182
+def _draw_frusta(ax, C, corners, colors, labels):
+    "Pyramids from centres C [K, 3] to image corners [K, 4, 3] (plot coordinates); thick top edge."
+    for k in range(len(C)):
+        c, q = C[k], corners[k]
+        for j in range(4):
+            ax.plot(*np.stack([c, q[j]]).T, color=colors[k], lw=0.8)
+            ax.plot(*np.stack([q[j], q[(j + 1) % 4]]).T, color=colors[k], lw=2.0 if j == 0 else 0.8)
+        if labels is not None: ax.text(*c, str(labels[k]), fontsize=7)
+
+def _equal_limits(ax, pts, axes: str):
+    "Cube-shaped limits around all drawn points, and the axis labels."
+    mid, rad = (pts.max(0) + pts.min(0)) / 2, (pts.max(0) - pts.min(0)).max() / 2
+    ax.set_xlim(mid[0] - rad, mid[0] + rad); ax.set_ylim(mid[1] - rad, mid[1] + rad); ax.set_zlim(mid[2] - rad, mid[2] + rad)
+    lab = axes.split(); ax.set_xlabel(lab[0]); ax.set_ylabel(lab[1]); ax.set_zlabel(lab[2])
+
+# %% ../nbs/02_cameras.ipynb #a5372cbc
 def plot_cameras(cams: Cameras, # C cameras
                  ax=None, # a matplotlib 3D axis; a new figure if None
                  scale: float | None = None, # frustum depth; default 15% of the spread of the centres
@@ -342,34 +389,10 @@ def plot_cameras(cams: Cameras, # C cameras
         scale = 0.15 * spread if spread > 0 else 1.0
     corners = frustum_corners(cams, scale).double().numpy() @ M.T
     if colors is None or isinstance(colors, str): colors = [colors or 'C0'] * len(cams)
-    for k in range(len(cams)):
-        c, q = C[k], corners[k]
-        for j in range(4):
-            ax.plot(*np.stack([c, q[j]]).T, color=colors[k], lw=0.8)
-            ax.plot(*np.stack([q[j], q[(j + 1) % 4]]).T, color=colors[k], lw=2.0 if j == 0 else 0.8)
-        if labels is not None: ax.text(*c, str(labels[k]), fontsize=7)
+    _draw_frusta(ax, C, corners, colors, labels)
     if points is not None:
         P = as_float_tensor(points).double().cpu().numpy() @ M.T
         pc = None if point_colors is None else np.clip(as_float_tensor(point_colors).cpu().numpy(), 0, 1)
         ax.scatter(*P.T, s=1, c=pc if pc is not None else 'k', depthshade=False)
-    allp = np.concatenate([C, corners.reshape(-1, 3)] + ([P] if points is not None else []))
-    mid, rad = (allp.max(0) + allp.min(0)) / 2, (allp.max(0) - allp.min(0)).max() / 2
-    ax.set_xlim(mid[0] - rad, mid[0] + rad); ax.set_ylim(mid[1] - rad, mid[1] + rad); ax.set_zlim(mid[2] - rad, mid[2] + rad)
-    lab = axes.split()
-    ax.set_xlabel(lab[0]); ax.set_ylabel(lab[1]); ax.set_zlabel(lab[2])
+    _equal_limits(ax, np.concatenate([C, corners.reshape(-1, 3)] + ([P] if points is not None else [])), axes)
     return ax
-
-def auto_axes(cams: Cameras) -> str:
-    "Plot axes (a proper rotation) whose vertical is the world axis closest to the cameras' mean 'up' (-y)."
-    g = cams.camtoworlds[:, :3, 1].double().mean(0).cpu().numpy()     # mean camera 'down' in world coordinates
-    k = int(np.argmax(np.abs(g))); a, b = 'xyz'[(k + 1) % 3], 'xyz'[(k + 2) % 3]
-    return f"{a} {b} {'xyz'[k]}" if g[k] < 0 else f"{b} {a} -{'xyz'[k]}"
-
-def _axes_matrix(axes: str) -> np.ndarray:
-    "Signed permutation matrix for an axes string like 'x z -y'."
-    M = np.zeros((3, 3))
-    toks = axes.split()
-    if len(toks) != 3 or sorted(t[-1] for t in toks) != ['x', 'y', 'z'] or any(t not in ('x', 'y', 'z', '-x', '-y', '-z') for t in toks):
-        raise ValueError(f"axes must name each of x, y, z once with an optional '-', e.g. 'x z -y'; got {axes!r}")
-    for r, t in enumerate(toks): M[r, 'xyz'.index(t[-1])] = -1. if t.startswith('-') else 1.
-    return M

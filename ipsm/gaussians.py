@@ -35,6 +35,7 @@ def sh_to_rgb(sh: torch.Tensor, # [..., 3] DC SH coefficients
     "DC SH coefficient -> colour (3DGS `SH2RGB`)."
     return sh * C0 + 0.5
 
+# %% ../nbs/07_gaussians.ipynb #be419c88
 def num_sh_rest(sh_degree: int, # SH degree d >= 0
                ) -> int: # K = (d+1)^2 - 1, the number of non-DC coefficients per channel
     "Number of higher-band SH coefficients (the length of `shN`'s second axis)."
@@ -86,6 +87,18 @@ def _as_points(x, name: str, device=None) -> torch.Tensor:
     if t.ndim != 2 or t.shape[-1] != 3: raise ValueError(f"{name} must have shape [P, 3], got {tuple(t.shape)}")
     return t.to(device if device is not None else t.device, torch.float32)
 
+# %% ../nbs/07_gaussians.ipynb #b53ae6a1
+def _check_cloud(pts: torch.Tensor, col: torch.Tensor):
+    "Clear errors for a point cloud that cannot become Gaussians."
+    if len(pts) != len(col): raise ValueError(f"points and rgb must have the same length, got {len(pts)} and {len(col)}")
+    if len(pts) < 2: raise ValueError(f"init_from_points needs at least 2 points, got {len(pts)}; use init_random for an empty point cloud")
+    bad = ~(torch.isfinite(pts).all(-1) & torch.isfinite(col).all(-1))
+    if bad.any(): raise ValueError(f"{int(bad.sum())} of {len(pts)} points/colours are NaN/Inf; filter them first (keep = torch.isfinite(points).all(-1))")
+    if col.min() < 0 or col.max() > 1:
+        hint = "; they look like 0..255 values: pass rgb / 255" if col.max() > 1.5 else ""
+        raise ValueError(f"rgb must lie in [0, 1], got range [{col.min():.3g}, {col.max():.3g}]{hint}")
+
+# %% ../nbs/07_gaussians.ipynb #252d4ade
 def init_from_points(points, # [P, 3] world points (tensor or array)
                      rgb, # [P, 3] point colours in [0, 1] (divide uint8 colours by 255)
                      cfg: GaussianConfig | None = None, # initialisation settings (defaults: the authors')
@@ -94,14 +107,7 @@ def init_from_points(points, # [P, 3] world points (tensor or array)
     "One isotropic Gaussian per point: kNN scale, identity rotation, opacity 0.1, DC colour, zero higher SH."
     cfg = cfg or GaussianConfig()
     pts, col = _as_points(points, "points", device), _as_points(rgb, "rgb", device)
-    if len(pts) != len(col): raise ValueError(f"points and rgb must have the same length, got {len(pts)} and {len(col)}")
-    if len(pts) < 2: raise ValueError(f"init_from_points needs at least 2 points, got {len(pts)}; use init_random for an empty point cloud")
-    bad = ~(torch.isfinite(pts).all(-1) & torch.isfinite(col).all(-1))
-    if bad.any(): raise ValueError(f"{int(bad.sum())} of {len(pts)} points/colours are NaN/Inf; filter them first (keep = torch.isfinite(points).all(-1))")
-    if col.min() < 0 or col.max() > 1:
-        hint = "; they look like 0..255 values: pass rgb / 255" if col.max() > 1.5 else ""
-        raise ValueError(f"rgb must lie in [0, 1], got range [{col.min():.3g}, {col.max():.3g}]{hint}")
-    n = len(pts)
+    _check_cloud(pts, col); n = len(pts)
     dist2, _ = knn_sq_dist(pts, cfg.knn)
     scales = torch.log(cfg.init_scale * torch.sqrt(dist2.clamp_min(1e-7)))[:, None].repeat(1, 3)
     quats = torch.zeros(n, 4, device=pts.device); quats[:, 0] = 1
@@ -147,7 +153,7 @@ def scene_extent(camtoworlds, # [C, 4, 4] (or [C, 3, 4]) camera-to-world matrice
 # %% ../nbs/07_gaussians.ipynb #2a60fc0f
 @dataclass
 class OptimConfig:
-    "Adam learning rates, one optimizer per parameter (3DGS defaults, spec §5.2)."
+    "Adam learning rates, one optimizer per parameter (3DGS defaults, method notes §5.2)."
     means_lr: float = 1.6e-4  # initial position lr, multiplied by the scene extent
     means_lr_final: float = 1.6e-6  # final position lr (exponential decay over `max_steps`), times the extent
     scales_lr: float = 5e-3  # lr of the log-scales
@@ -157,6 +163,7 @@ class OptimConfig:
     shN_lr: float = 2.5e-3 / 20  # lr of the higher SH bands (feature_lr / 20)
     eps: float = 1e-15  # Adam epsilon (3DGS uses 1e-15)
 
+# %% ../nbs/07_gaussians.ipynb #db83f04b
 def make_optimizers(splats: torch.nn.ParameterDict, # gsplat-layout parameters
                     cfg: OptimConfig | None = None, # learning rates
                     scene_extent: float = 1.0, # scene extent (multiplies the position lr)
@@ -186,6 +193,7 @@ def means_lr(step: int, # current step (the reference code passes its 1-based it
     t = min(max(step / max_steps, 0.0), 1.0)
     return scene_extent * math.exp((1 - t) * math.log(cfg.means_lr) + t * math.log(cfg.means_lr_final))
 
+# %% ../nbs/07_gaussians.ipynb #45d35102
 def apply_means_lr(optimizers: dict, # from `make_optimizers`
                    step: int, # current step
                    scene_extent: float = 1.0, # scene extent
@@ -206,40 +214,40 @@ def _ply_names(k: int) -> list[str]:
     return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(3 * k)]
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
-def save_ply(splats, # ParameterDict (or dict of tensors) with means, scales, quats, opacities, sh0[, shN]
-             path, # output .ply path (parent folders are created)
-            ) -> Path: # the written path
-    "Write splats as a binary INRIA-layout 3DGS PLY (pre-activation values); NaN/Inf rows are dropped with a warning."
+# %% ../nbs/07_gaussians.ipynb #342a9434
+def _ply_rows(splats) -> tuple[np.ndarray, int]:
+    "[N', 14+3K] float32 rows in the INRIA order (NaN/Inf rows dropped with a warning), and K."
     missing = [k for k in _SPLAT_KEYS if k not in splats]
     if missing: raise ValueError(f"save_ply: splats lack {missing}; expected gsplat keys means/scales/quats/opacities/sh0/shN")
     with torch.no_grad():
-        n = len(splats["means"])
-        shN = splats["shN"] if "shN" in splats else torch.zeros(n, 0, 3)
-        parts = [splats["means"].reshape(n, 3), torch.zeros(n, 3), splats["sh0"].reshape(n, 3),
-                 shN.permute(0, 2, 1).reshape(n, -1), splats["opacities"].reshape(n, 1),
-                 splats["scales"].reshape(n, 3), splats["quats"].reshape(n, 4)]
+        n = len(splats["means"]); shN = splats["shN"] if "shN" in splats else torch.zeros(n, 0, 3)
+        parts = [splats["means"].reshape(n, 3), torch.zeros(n, 3), splats["sh0"].reshape(n, 3), shN.permute(0, 2, 1).reshape(n, -1),
+                 splats["opacities"].reshape(n, 1), splats["scales"].reshape(n, 3), splats["quats"].reshape(n, 4)]
         data = torch.cat([p.detach().float().cpu() for p in parts], 1).numpy()
     ok = np.isfinite(data).all(1)
     if not ok.all(): warnings.warn(f"save_ply: dropped {int((~ok).sum())} of {n} Gaussians with NaN/Inf values")
-    data = np.ascontiguousarray(data[ok], dtype="<f4")
-    vertex = data.view([(name, "<f4") for name in _ply_names(shN.shape[1])]).reshape(-1)
+    return np.ascontiguousarray(data[ok], dtype="<f4"), shN.shape[1]
+
+# %% ../nbs/07_gaussians.ipynb #c7c2df89
+def save_ply(splats, # ParameterDict (or dict of tensors) with means, scales, quats, opacities, sh0[, shN]
+             path, # output .ply path (parent folders are created)
+            ) -> Path: # the written path (mode 0644)
+    "Write splats as a binary INRIA-layout 3DGS PLY (pre-activation values); NaN/Inf rows are dropped with a warning."
+    data, k = _ply_rows(splats)
+    vertex = data.view([(name, "<f4") for name in _ply_names(k)]).reshape(-1)
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp"); os.close(fd)
     try:
         PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o644); os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
     return path
 
 # %% ../nbs/07_gaussians.ipynb #0ba4af67
-def load_ply(path, # a 3DGS PLY (INRIA or gsplat layout)
-             sh_degree: int | None = None, # SH degree to return (None: the file's; lower truncates, higher zero-pads)
-             device: str | torch.device = "cpu", # where the parameters live
-            ) -> torch.nn.ParameterDict: # splats with gsplat keys, pre-activation values
-    "Read a 3DGS PLY into a gsplat-layout ParameterDict (inverse of `save_ply`)."
-    p = Path(path)
+def _read_vertex(p: Path):
+    "The checked `vertex` element of a 3DGS PLY and its sorted `f_rest_*` names."
     if not p.is_file(): raise FileNotFoundError(f"no PLY file at {p}; check the path (write one with save_ply(splats, path))")
     try: ply = PlyData.read(str(p))
     except Exception as e: raise ValueError(f"{p} is not a readable PLY file ({type(e).__name__}: {e}); re-export it with save_ply") from e
@@ -251,6 +259,15 @@ def load_ply(path, # a 3DGS PLY (INRIA or gsplat layout)
     rest = sorted((q for q in names if q.startswith("f_rest_")), key=lambda s: int(s.rsplit("_", 1)[1]))
     k = len(rest) // 3; deg = round(math.sqrt(k + 1)) - 1
     if len(rest) % 3 or num_sh_rest(deg) != k: raise ValueError(f"{p} has {len(rest)} f_rest properties; expected 3*((d+1)^2-1) (0, 9, 24, 45 or 72)")
+    return v, rest
+
+# %% ../nbs/07_gaussians.ipynb #aeaa8fc7
+def load_ply(path, # a 3DGS PLY (INRIA or gsplat layout)
+             sh_degree: int | None = None, # SH degree to return (None: the file's; lower truncates, higher zero-pads)
+             device: str | torch.device = "cpu", # where the parameters live
+            ) -> torch.nn.ParameterDict: # splats with gsplat keys, pre-activation values
+    "Read a 3DGS PLY into a gsplat-layout ParameterDict (inverse of `save_ply`)."
+    v, rest = _read_vertex(Path(path)); k = len(rest) // 3
     col = lambda ns: torch.from_numpy(np.stack([np.asarray(v[q], dtype=np.float32) for q in ns], 1)) if ns else torch.zeros(v.count, 0)
     n = v.count
     shN = col(rest).reshape(n, 3, k).permute(0, 2, 1)  # channel-major on disk -> [N, K, 3]
@@ -264,7 +281,7 @@ def load_ply(path, # a 3DGS PLY (INRIA or gsplat layout)
 # %% ../nbs/07_gaussians.ipynb #389a52b3
 @dataclass
 class FSGSStrategy(Strategy):
-    "FSGS densification as used by IPSM (spec §5.2), with gsplat's Strategy interface; steps are 1-based."
+    "FSGS densification as used by IPSM (method notes §5.2), with gsplat's Strategy interface; steps are 1-based."
     grow_grad2d: float = 0.0005  # clone/split when the mean view-space gradient norm (3DGS NDC units) is >= this (`densify_grad_threshold`)
     grow_scale3d: float = 0.01  # `percent_dense`: clone if max scale <= this x extent, else split
     split_dist: float = 10.0  # `dist_thres`: also split if mean-3NN squared distance > this x extent and max scale > extent
@@ -279,20 +296,25 @@ class FSGSStrategy(Strategy):
     reset_every: int = 10_000  # then every this many steps (`opacity_reset_interval`: LLFF 10000 = once, DTU 1000); 0 = never
     reset_value: float = 0.01  # a reset clamps every opacity to <= this (`reset_param`: LLFF 0.01, DTU 0.05)
     verbose: bool = False  # print what each densification step did
+    unpool_pairing: Literal["authors", "intended"] = "authors"  # 'authors': sources tiled (s0 s1 s0 s1 ...) against interleaved neighbours, as FSGS/IPSM's code; 'intended': each Gaussian with its own neighbours
 
-    def initialize_state(self, scene_scale: float = 1.0, # the scene extent (`scene_extent(train_cameras)`)
-                        ) -> dict[str, Any]: # running state: grad2d, count (created at the first step), scene_scale
-        "Fresh running state; per-Gaussian tensors are created lazily on the parameters' device."
-        if not scene_scale > 0: raise ValueError(f"scene_scale must be > 0, got {scene_scale}; use scene_extent(train_cameras)")
-        return {"grad2d": None, "count": None, "scene_scale": float(scene_scale)}
+# %% ../nbs/07_gaussians.ipynb #66b0fdd8
+@patch
+def initialize_state(self: FSGSStrategy, scene_scale: float = 1.0, # the scene extent (`scene_extent(train_cameras)`)
+                    ) -> dict[str, Any]: # running state: grad2d, count (created at the first step), scene_scale
+    "Fresh running state; per-Gaussian tensors are created lazily on the parameters' device."
+    if not scene_scale > 0: raise ValueError(f"scene_scale must be > 0, got {scene_scale}; use scene_extent(train_cameras)")
+    return {"grad2d": None, "count": None, "scene_scale": float(scene_scale)}
 
-    def check_sanity(self, params, # splats
-                     optimizers: dict, # name -> optimizer
-                    ):
-        "gsplat's checks (one single-group optimizer per trainable parameter) plus the keys this strategy needs."
-        super().check_sanity(params, optimizers)
-        for key in ("means", "scales", "quats", "opacities"):
-            assert key in params, f"{key} is required in params but missing; build splats with ipsm.gaussians.init_from_points"
+# %% ../nbs/07_gaussians.ipynb #991417e7
+@patch
+def check_sanity(self: FSGSStrategy, params, # splats
+                 optimizers: dict, # name -> optimizer
+                ):
+    "gsplat's checks (one single-group optimizer per trainable parameter) plus the keys this strategy needs."
+    Strategy.check_sanity(self, params, optimizers)
+    for key in ("means", "scales", "quats", "opacities"):
+        assert key in params, f"{key} is required in params but missing; build splats with ipsm.gaussians.init_from_points"
 
 # %% ../nbs/07_gaussians.ipynb #997c3aa5
 @patch
@@ -303,17 +325,20 @@ def step_pre_backward(self: FSGSStrategy, params, optimizers, state: dict, step:
     if "means2d" not in info: raise KeyError("info has no 'means2d'; pass the info dict returned by the renderer (ipsm.render.rasterize)")
     info["means2d"].retain_grad()
 
-@patch
-def _update_state(self: FSGSStrategy, params, state: dict, info: dict, packed: bool = False):
-    "Accumulate NDC-normalised view-space gradient norms and visibility counts (3DGS `add_densification_stats`)."
+# %% ../nbs/07_gaussians.ipynb #552675f2
+def _grad_ndc(info: dict) -> torch.Tensor:
+    "The gradient of the 2D means in 3DGS's NDC units: pixels x (W/2, H/2) x n_cameras (undoes the batch mean)."
     for key in ("width", "height", "n_cameras", "radii"):
         if key not in info: raise KeyError(f"info lacks '{key}'; the strategy needs the renderer's full info dict")
     g = info["means2d"].grad
     if g is None: raise RuntimeError("info['means2d'].grad is None: call strategy.step_pre_backward(...) before loss.backward()")
-    g = g.clone()
-    g[..., 0] *= info["width"] / 2.0 * info["n_cameras"]   # pixels -> NDC (3DGS), undo the batch mean
-    g[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
-    n = len(params["means"])
+    return g * torch.tensor([info["width"] / 2.0, info["height"] / 2.0], device=g.device) * info["n_cameras"]
+
+# %% ../nbs/07_gaussians.ipynb #dd68033f
+@patch
+def _update_state(self: FSGSStrategy, params, state: dict, info: dict, packed: bool = False):
+    "Accumulate NDC-normalised view-space gradient norms and visibility counts (3DGS `add_densification_stats`)."
+    g, n = _grad_ndc(info), len(params["means"])
     for k in ("grad2d", "count"):
         if state[k] is None: state[k] = torch.zeros(n, device=g.device)
         if len(state[k]) != n: raise RuntimeError(f"strategy state '{k}' has {len(state[k])} entries but there are {n} Gaussians; "
@@ -328,6 +353,15 @@ def _update_state(self: FSGSStrategy, params, state: dict, info: dict, packed: b
     state["count"].index_add_(0, ids, torch.ones_like(ids, dtype=torch.float32))
 
 # %% ../nbs/07_gaussians.ipynb #a4f46730
+def _isolated(params, # splats
+              dist: float, # threshold on the mean 3-NN squared distance, in units of the extent
+              extent: float, # scene extent
+             ) -> tuple[torch.Tensor, torch.Tensor]: # mask [N] bool, neighbour indices [N, 3]
+    "FSGS's far-and-large test: mean 3-NN squared distance > dist x extent and max scale > extent."
+    dist2, idx = knn_sq_dist(params["means"], 3)
+    return (dist2 > dist * extent) & (torch.exp(params["scales"]).max(-1).values > extent), idx
+
+# %% ../nbs/07_gaussians.ipynb #b6e5e629
 @patch
 def _grow(self: FSGSStrategy, params, optimizers, state: dict, step: int) -> dict[str, int]:
     "Clone, split (gradient or FSGS distance trigger) and, early on, proximity-unpool; returns the counts (`split_far`: splits due to the distance trigger alone)."
@@ -339,11 +373,8 @@ def _grow(self: FSGSStrategy, params, optimizers, state: dict, step: int) -> dic
     n_clone = int(is_clone.sum())
     if n_clone: duplicate(params=params, optimizers=optimizers, state=state, mask=is_clone)
     is_split = torch.cat([high & ~small, torch.zeros(n_clone, dtype=torch.bool, device=high.device)])  # clones have no gradient yet
-    n_far = 0
-    if len(params["means"]) > 1:
-        dist2, _ = knn_sq_dist(params["means"], 3)
-        far = (dist2 > self.split_dist * extent) & (torch.exp(params["scales"]).max(-1).values > extent)
-        n_far = int((far & ~is_split).sum()); is_split |= far
+    far = _isolated(params, self.split_dist, extent)[0] if len(params["means"]) > 1 else torch.zeros_like(is_split)
+    n_far = int((far & ~is_split).sum()); is_split |= far
     n_split = int(is_split.sum())
     if n_split: split(params=params, optimizers=optimizers, state=state, mask=is_split)
     n_unpool = self._unpool(params, optimizers, state) if step < self.unpool_stop_iter else 0
@@ -366,20 +397,20 @@ def append_gaussians(params, # splats (modified in place)
     for k, v in state.items():
         if isinstance(v, torch.Tensor): state[k] = torch.cat([v, torch.zeros((m, *v.shape[1:]), device=v.device, dtype=v.dtype)])
 
+# %% ../nbs/07_gaussians.ipynb #28a24a42
 @patch
 @torch.no_grad()
 def _unpool(self: FSGSStrategy, params, optimizers, state: dict) -> int:
     "FSGS proximity-guided unpooling: 3 Gaussians at the midpoints to the 3 nearest neighbours of isolated large Gaussians."
     if len(params["means"]) < 2: return 0
-    extent = state["scene_scale"]
-    means = params["means"]
-    dist2, idx = knn_sq_dist(means, 3)
-    sel = (dist2 > self.unpool_dist * extent) & (torch.exp(params["scales"]).max(-1).values > extent)
+    sel, idx = _isolated(params, self.unpool_dist, state["scene_scale"])
     if not sel.any(): return 0
-    src = torch.where(sel)[0]; nb = idx[src].reshape(-1); k = idx.shape[1]
+    means, src, k = params["means"], torch.where(sel)[0], idx.shape[1]; nb = idx[src].reshape(-1)
+    if self.unpool_pairing not in ("authors", "intended"): raise ValueError(f"unpool_pairing={self.unpool_pairing!r}: use 'authors' or 'intended'")
+    source = means[src].repeat(k, 1) if self.unpool_pairing == "authors" else means[src].repeat_interleave(k, 0)
     new = {}
     for name, p in params.items():
-        if name == "means": new[name] = (means[src].repeat_interleave(k, 0) + means[nb]) / 2
+        if name == "means": new[name] = (source + means[nb]) / 2
         elif name in ("scales", "opacities"): new[name] = p[nb].clone()
         elif name == "quats": new[name] = torch.zeros_like(p[nb]); new[name][:, 0] = 1
         else: new[name] = torch.zeros_like(p[nb])    # sh0, shN (and any extra feature): 0
@@ -396,6 +427,7 @@ def _prune(self: FSGSStrategy, params, optimizers, state: dict, step: int) -> in
     if n: remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
     return n
 
+# %% ../nbs/07_gaussians.ipynb #78178c01
 @patch
 def is_reset_step(self: FSGSStrategy, step: int) -> bool:
     "True at the opacity-reset steps: `reset_start`, then every `reset_every`."
@@ -406,6 +438,7 @@ def is_refine_step(self: FSGSStrategy, step: int) -> bool:
     "True at the densification steps: refine_start_iter < step < refine_stop_iter, multiples of refine_every."
     return self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0
 
+# %% ../nbs/07_gaussians.ipynb #5a03472a
 @patch
 def step_post_backward(self: FSGSStrategy, params, optimizers, state: dict,
                        step: int, # 1-based step (the reference's `iteration`)
@@ -435,6 +468,7 @@ def strategy_state_dict(state: dict, # running state from `initialize_state` / t
     if bad: raise TypeError(f"strategy state entries {bad} are not tensors/numbers; cannot checkpoint them")
     return {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
+# %% ../nbs/07_gaussians.ipynb #8b4837be
 def load_strategy_state(d: dict, # from `strategy_state_dict` (e.g. a loaded checkpoint)
                         device: str | torch.device = "cpu", # the training device
                         n_gaussians: int | None = None, # if given, check per-Gaussian tensors have this length

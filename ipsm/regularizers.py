@@ -4,7 +4,7 @@ r"""The geometry-consistency loss $\mathcal L_{geo}$, the Pearson depth-correlat
 
 # %% ../nbs/11_regularizers.ipynb #2cfd0b70
 from __future__ import annotations
-import os, contextlib
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DEFAULT_DEPTH_MODEL', 'geo_loss', 'pearson_corr', 'depth_loss_seen', 'depth_loss_pseudo', 'dtu_background_mask',
@@ -71,6 +72,7 @@ def depth_loss_seen(render_depth:Tensor, # [H, W] rendered depth of a training v
     l = torch.minimum(1 - pearson_corr(-m, D), 1 - pearson_corr(1 / (m + 200), D))
     return _nan_guard(l, D, counter, 'depth_seen_skipped')
 
+# %% ../nbs/11_regularizers.ipynb #a4eac69f
 def depth_loss_pseudo(render_depth:Tensor, # [H, W] rendered depth of the pseudo view (with gradient)
                       mono_pred:Tensor, # [H, W] monocular prediction on the pseudo render (may carry gradient)
                       counter:Counter|None=None, # counts 'depth_pseudo_skipped' when the loss is NaN
@@ -85,14 +87,16 @@ def dtu_background_mask(img:Tensor, # [H, W, 3] image in [0, 1]
                         run:int=50, # a dark pixel is background if it and the run-1 pixels above it are dark
                         dark:float=30/255, # max-RGB threshold for "dark"
                         white:float=0.99, # mean-RGB threshold for "white"
+                        top_rows:Literal['authors', 'full_run']='authors', # 'authors': near the top, rows 0..y suffice; 'full_run': always `run` rows
                        ) -> Tensor: # [H, W] bool background mask
     "DNGaussian's DTU background mask: vertical runs of dark pixels, or near-white pixels."
     if img.ndim != 3 or img.shape[-1] != 3: raise ValueError(f"img must be [H, W, 3] channel-last, got {tuple(img.shape)}.")
-    is_dark = (img.max(-1).values < dark).to(torch.int32)
-    c = F.pad(is_dark.cumsum(0), (0, 0, 1, 0))                  # c[k] = dark pixels in rows < k
+    if top_rows not in ('authors', 'full_run'): raise ValueError(f"top_rows={top_rows!r} is unknown: use 'authors' or 'full_run'.")
+    c = F.pad((img.max(-1).values < dark).to(torch.int32).cumsum(0), (0, 0, 1, 0))   # c[k] = dark pixels in rows < k
     hi = torch.arange(1, img.shape[0] + 1, device=img.device)
     lo = (hi - run).clamp_min(0)
-    return ((c[hi] - c[lo]) >= run) | (img.mean(-1) > white)
+    need = (hi - lo) if top_rows == 'authors' else torch.full_like(hi, run)
+    return ((c[hi] - c[lo]) >= need[:, None]) | (img.mean(-1) > white)
 
 # %% ../nbs/11_regularizers.ipynb #94e94ff5
 def _dpt_forward(model, x:Tensor) -> Tensor:
@@ -132,35 +136,39 @@ class MonoDepth(nn.Module):
     def extra_repr(self):
         return f"name={self.name!r}, input_size={self.input_size}" + (", RANDOM WEIGHTS (test stand-in, not MiDaS)" if self.random_weights else "")
 
-    def forward(self,
-                img:Tensor, # [H, W, 3] or [B, H, W, 3] in [0, 1], may require grad
-               ) -> Tensor: # [H, W] or [B, H, W] relative inverse depth (large = near)
-        single = img.ndim == 3
-        if single: img = img[None]
-        if img.ndim != 4 or img.shape[-1] != 3: raise ValueError(f"MonoDepth expects [H, W, 3] or [B, H, W, 3] images, got {tuple(img.shape)}.")
-        H, W = img.shape[1:3]
-        p = next(self.model.parameters())
-        x = ((img - 0.5) / 0.5).permute(0, 3, 1, 2).to(p.dtype)
-        x = F.interpolate(x, size=self.input_size, mode='bicubic', align_corners=False)
-        d = _dpt_forward(self.model, x)[:, None]
-        d = F.interpolate(d, size=(H, W), mode='bicubic', align_corners=False)[:, 0].to(img.dtype)
-        return d[0] if single else d
+# %% ../nbs/11_regularizers.ipynb #7c9259b9
+@patch
+def forward(self:MonoDepth,
+            img:Tensor, # [H, W, 3] or [B, H, W, 3] in [0, 1], may require grad
+           ) -> Tensor: # [H, W] or [B, H, W] relative inverse depth (large = near)
+    single = img.ndim == 3
+    if single: img = img[None]
+    if img.ndim != 4 or img.shape[-1] != 3: raise ValueError(f"MonoDepth expects [H, W, 3] or [B, H, W, 3] images, got {tuple(img.shape)}.")
+    x = ((img - 0.5) / 0.5).permute(0, 3, 1, 2).to(next(self.model.parameters()).dtype)
+    x = F.interpolate(x, size=self.input_size, mode='bicubic', align_corners=False)
+    d = F.interpolate(_dpt_forward(self.model, x)[:, None], size=img.shape[1:3], mode='bicubic', align_corners=False)[:, 0]
+    return d[0].to(img.dtype) if single else d.to(img.dtype)
 
 # %% ../nbs/11_regularizers.ipynb #3425134f
+def _tiny_dpt_config():
+    "A DPT-Hybrid config of a few thousand parameters (BiT stem + 4-layer ViT + DPT neck/head)."
+    from transformers import BitConfig, DPTConfig
+    bb = BitConfig(layer_type='bottleneck', depths=[1, 1, 1], hidden_sizes=[16, 32, 64], embedding_size=16, num_groups=4,
+                   out_features=['stage1', 'stage2', 'stage3'], global_padding='same')
+    return DPTConfig(is_hybrid=True, backbone_config=bb, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                    intermediate_size=64, image_size=384, patch_size=16, backbone_featmap_shape=[1, 64, 24, 24],
+                    neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16, readout_type='project',
+                    reassemble_factors=[1, 1, 1, 0.5], backbone_out_indices=[0, 1, 2, 3])
+
+# %% ../nbs/11_regularizers.ipynb #7611106d
 def tiny_depth_model(seed:int=0, # seed of the random initialisation
                      input_size:tuple[int, int]=(384, 512), # (H, W) resize of the wrapper
                     ) -> MonoDepth:
     "A tiny randomly initialised DPT-Hybrid of the real class, for tests (its depth is meaningless)."
-    from transformers import BitConfig, DPTConfig, DPTForDepthEstimation
-    bb = BitConfig(layer_type='bottleneck', depths=[1, 1, 1], hidden_sizes=[16, 32, 64], embedding_size=16, num_groups=4,
-                   out_features=['stage1', 'stage2', 'stage3'], global_padding='same')
-    cfg = DPTConfig(is_hybrid=True, backbone_config=bb, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                    intermediate_size=64, image_size=384, patch_size=16, backbone_featmap_shape=[1, 64, 24, 24],
-                    neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16, readout_type='project',
-                    reassemble_factors=[1, 1, 1, 0.5], backbone_out_indices=[0, 1, 2, 3])
+    from transformers import DPTForDepthEstimation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DPTForDepthEstimation(cfg)
+        model = DPTForDepthEstimation(_tiny_dpt_config())
     return MonoDepth(model, name=f'tiny-random-dpt-hybrid(seed={seed})', input_size=input_size, random_weights=True)
 
 # %% ../nbs/11_regularizers.ipynb #bf7ed00f
@@ -174,9 +182,11 @@ def _depth_model_setting() -> str:
         return str(getattr(load_settings(), 'depth_model', None) or DEFAULT_DEPTH_MODEL)
     except ImportError: return DEFAULT_DEPTH_MODEL
 
+# %% ../nbs/11_regularizers.ipynb #6cc0cfe3
 def load_depth_model(location:str|Path|None=None, # local transformers folder or hub id; None: IPSM_DEPTH_MODEL / settings.ini depth_model
                      device:str|torch.device='cpu', # where to put the network
                      dtype:torch.dtype=torch.float32, # weights dtype (fp16 on GPU saves memory; math stays differentiable)
+                     input_size:tuple[int, int]=(384, 512), # (H, W) the image is resized to (the authors' 384x512)
                     ) -> MonoDepth:
     "Load DPT-Hybrid (MiDaS v3) weights as a frozen, differentiable `MonoDepth`."
     location = str(location if location is not None else _depth_model_setting())
@@ -191,4 +201,4 @@ def load_depth_model(location:str|Path|None=None, # local transformers folder or
         model = DPTForDepthEstimation.from_pretrained(str(Path(location).expanduser()) if looks_local else location, dtype=dtype)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"Could not load the monocular depth model from {location!r} ({type(e).__name__}: {str(e)[:200]}). {fix}") from e
-    return MonoDepth(model.to(device), name=location)
+    return MonoDepth(model.to(device), name=location, input_size=input_size)

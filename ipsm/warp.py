@@ -40,6 +40,7 @@ def _as_hw(d:Tensor, name:str) -> Tensor:
     if d.ndim != 2: raise ValueError(f"{name} must have shape [H, W] (or [H, W, 1] / [1, H, W, 1]), got {tuple(d.shape)}.")
     return d
 
+# %% ../nbs/10_warp.ipynb #1588fffb
 def _check_K(K:Tensor):
     if K.shape != (3, 3): raise ValueError(f"K must be a [3, 3] intrinsics matrix, got {tuple(K.shape)}.")
     if not (torch.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
@@ -72,6 +73,27 @@ def project_to_source(tgt_depth:Tensor, # [H, W] depth rendered at the target (p
     return p[..., :2] / z[..., None], z
 
 # %% ../nbs/10_warp.ipynb #a306c9b8
+def _warp_inputs(src_image:Tensor, src_depth:Tensor, tgt_depth:Tensor, K:Tensor):
+    "Shape-check the warp inputs: (src_depth [H,W], tgt_depth [H,W]) or a clear error."
+    src_depth, tgt_depth = _as_hw(src_depth, 'src_depth'), _as_hw(tgt_depth, 'tgt_depth')
+    if src_image.ndim != 3 or src_image.shape[-1] != 3:
+        raise ValueError(f"src_image must be [H, W, 3] channel-last, got {tuple(src_image.shape)}.")
+    if src_image.shape[:2] != tgt_depth.shape or src_depth.shape != tgt_depth.shape:
+        raise ValueError(f"src_image {tuple(src_image.shape[:2])}, src_depth {tuple(src_depth.shape)} and tgt_depth {tuple(tgt_depth.shape)} "
+                         "must share one resolution (the pseudo camera uses train view 0's intrinsics and size).")
+    _check_K(K)
+    return src_depth, tgt_depth
+
+def _sample(img:Tensor, depth:Tensor, uv:Tensor, ok:Tensor) -> tuple[Tensor, Tensor]:
+    "Nearest-sample image [H,W,3] and depth [H,W] at uv [H,W,2] (normalised 2u/W-1, align_corners=False); invalid -> 0."
+    H, W = depth.shape
+    grid = torch.stack([2 * uv[..., 0] / W - 1, 2 * uv[..., 1] / H - 1], -1)
+    grid = torch.where(ok[..., None], grid, torch.full_like(grid, -3.0))           # invalid -> outside -> zeros
+    both = torch.cat([img, depth[..., None].to(img.dtype)], -1).permute(2, 0, 1)[None]   # [1, 4, H, W]
+    out = F.grid_sample(both, grid[None], mode='nearest', padding_mode='zeros', align_corners=False)[0].permute(1, 2, 0)
+    return out[..., :3], out[..., 3]
+
+# %% ../nbs/10_warp.ipynb #c7e18535
 def inverse_warp(src_image:Tensor, # [H, W, 3] source (seen) photo in [0, 1]
                  src_depth:Tensor, # [H, W] depth rendered at the source view
                  tgt_depth:Tensor, # [H, W] depth rendered at the target (pseudo) view
@@ -83,41 +105,24 @@ def inverse_warp(src_image:Tensor, # [H, W, 3] source (seen) photo in [0, 1]
                  counter:Counter|None=None, # optional counter incremented with the names of raised flags
                 ) -> tuple[Tensor, Tensor, Tensor, set]: # warped image [H,W,3], warped source depth [H,W], mask_warp [H,W] bool, flags
     "Backward-warp `src_image` (and `src_depth`) into the target view using the target's rendered depth."
-    src_depth, tgt_depth = _as_hw(src_depth, 'src_depth'), _as_hw(tgt_depth, 'tgt_depth')
-    if src_image.ndim != 3 or src_image.shape[-1] != 3:
-        raise ValueError(f"src_image must be [H, W, 3] channel-last, got {tuple(src_image.shape)}.")
-    H, W = tgt_depth.shape
-    if src_image.shape[:2] != (H, W) or src_depth.shape != (H, W):
-        raise ValueError(f"src_image {tuple(src_image.shape[:2])}, src_depth {tuple(src_depth.shape)} and tgt_depth {(H, W)} "
-                         "must share one resolution (the pseudo camera uses train view 0's intrinsics and size).")
-    _check_K(K)
-    flags = set()
-    dev, dt = src_image.device, src_image.dtype
-    empty = lambda: (torch.zeros(H, W, 3, device=dev, dtype=dt), torch.zeros(H, W, device=dev, dtype=dt),
-                     torch.zeros(H, W, dtype=torch.bool, device=dev))
+    src_depth, tgt_depth = _warp_inputs(src_image, src_depth, tgt_depth, K)
+    (H, W), flags, dev, dt = tgt_depth.shape, set(), src_image.device, src_image.dtype
     if not (_pose_ok(src_viewmat) and _pose_ok(tgt_viewmat)):
         flags.add('degenerate_pose')
         if counter is not None: counter.update(flags)
-        return (*empty(), flags)
+        return torch.zeros(H, W, 3, device=dev, dtype=dt), torch.zeros(H, W, device=dev, dtype=dt), torch.zeros(H, W, dtype=torch.bool, device=dev), flags
     bad_t = ~torch.isfinite(tgt_depth)
     if bad_t.any() or not torch.isfinite(src_depth).all() or not torch.isfinite(src_image).all(): flags.add('nonfinite_input')
     tgt_d = torch.where(bad_t, torch.zeros_like(tgt_depth), tgt_depth)
-    src_d = torch.nan_to_num(src_depth, nan=0.0, posinf=0.0, neginf=0.0)
-    img = torch.nan_to_num(src_image, nan=0.0, posinf=1.0, neginf=0.0)
     uv, z = project_to_source(tgt_d, src_viewmat, tgt_viewmat, K, pixel_convention)
-    uv = uv.to(dt)
-    ok = torch.isfinite(uv).all(-1)
+    uv = uv.to(dt); ok = torch.isfinite(uv).all(-1)
     if drop_invalid: ok = ok & ~bad_t & (tgt_d > 0) & (z > 1e-8)
     if drop_invalid and (tgt_d <= 0).any(): flags.add('nonpositive_depth')
-    u, v = uv[..., 0], uv[..., 1]
-    mask_warp = ok & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    grid = torch.stack([2 * u / W - 1, 2 * v / H - 1], -1)
-    grid = torch.where(ok[..., None], grid, torch.full_like(grid, -3.0))           # invalid -> outside -> zeros
-    both = torch.cat([img, src_d[..., None].to(dt)], -1).permute(2, 0, 1)[None]     # [1, 4, H, W]
-    out = F.grid_sample(both, grid[None], mode='nearest', padding_mode='zeros', align_corners=False)[0].permute(1, 2, 0)
+    mask_warp = ok & (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
+    img, wdep = _sample(torch.nan_to_num(src_image, nan=0.0, posinf=1.0, neginf=0.0), torch.nan_to_num(src_depth, nan=0.0, posinf=0.0, neginf=0.0), uv, ok)
     if not mask_warp.any(): flags.add('empty_warp')
     if counter is not None: counter.update(flags)
-    return out[..., :3], out[..., 3], mask_warp, flags
+    return img, wdep, mask_warp, flags
 
 # %% ../nbs/10_warp.ipynb #bc207fde
 def normalize_depth(depth:Tensor, # [H, W] depth map
@@ -147,13 +152,16 @@ def depth_consistency_masks(warped_depth:Tensor, # [H, W] source depth sampled a
 # %% ../nbs/10_warp.ipynb #a1a8deb4
 @dataclass
 class WarpConfig:
+    "Thresholds and conventions of the inverse warp and its masks (authors' values)."
     tau_ipsm:float = 0.3 # depth-consistency threshold for the IPSM inline prior (paper A.3)
     tau_geo:float = 0.1 # stricter threshold for the geometry loss L_geo (paper A.3)
     pixel_convention:PixelConvention = 'authors' # 'authors' (reference code, half-pixel offset) or 'exact'
     drop_invalid:bool = True # treat non-positive/non-finite depths and points behind the source as invalid
 
+# %% ../nbs/10_warp.ipynb #ebc32b82
 @dataclass
 class WarpResult:
+    "Everything one pseudo iteration needs from the warp (see the table above)."
     image:Tensor # [H, W, 3] warped source photo I^{i->j} (0 where nothing was sampled)
     depth:Tensor # [H, W] warped source depth D^{i->j}
     mask_warp:Tensor # [H, W] bool, projected inside the source image
@@ -162,6 +170,7 @@ class WarpResult:
     mask_inpaint:Tensor # [H, W] bool, ~mask_ipsm: where the inpainting prior repaints
     flags:set = field(default_factory=set) # raised warnings: degenerate_pose, nonfinite_input, nonpositive_depth, empty_warp, empty_mask
 
+# %% ../nbs/10_warp.ipynb #188db105
 def warp_pseudo_view(src_image:Tensor, # [H, W, 3] ground-truth photo of the source (seen) view
                      src_depth:Tensor, # [H, W] depth rendered at the source view (detached)
                      pseudo_depth:Tensor, # [H, W] depth rendered at the pseudo view (detached)
