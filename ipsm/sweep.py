@@ -11,7 +11,7 @@ __all__ = ['METRICS', 'HIGHER_IS_BETTER', 'PAPER', 'ROWS', 'DATASET_PRESET', 'PR
            'plot_curves', 'write_outputs', 'SweepArgs', 'sweep_main']
 
 # %% ../nbs/26_sweep.ipynb #089af9d9
-import csv, dataclasses, difflib, hashlib, io, json, os, shutil, socket, statistics, sys, time, traceback
+import csv, dataclasses, difflib, hashlib, io, json, logging, os, shutil, socket, statistics, sys, time, traceback
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -386,11 +386,12 @@ def connect(address: Optional[str] = None, # None: a private local instance; 'au
             **init_kw, # more ray.init arguments (num_cpus=... for a local instance)
            ) -> tuple: # (the ray module, True if this call started Ray)
     "Use the initialised Ray, join the cluster at `address`, or start a local instance."
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized(): return ray, False
+    if address: _check_reachable(address)  # before Ray itself, which retries an unreachable address for minutes
     ray = _ray()
-    if ray.is_initialized(): return ray, False
-    if address: _check_reachable(address)
     kw = dict(address=address or "local", log_to_driver=False) | init_kw
-    if not address: kw.setdefault("include_dashboard", False)
+    if not address: kw |= {"include_dashboard": False, "logging_level": logging.ERROR} | init_kw  # a private instance: no dashboard, no banner
     for attempt in (1, 2):  # a local Ray gives its raylet 30 s to register; on a loaded machine that can fail once
         try: ray.init(**kw); return ray, True
         except ConnectionError as e:
@@ -535,7 +536,7 @@ def plot_bars(records: list, metrics=("psnr", "ssim", "lpips")):
             if v: a.bar(x, statistics.mean(v), w * 0.9, color=f"C{j}", alpha=0.8, label=row if i == 0 else None); a.plot([x] * len(v), v, "k.", ms=3)
         a.set_xticks(range(len(scenes)), scenes, fontsize=8); a.set_title(NAMES[k], fontsize=9); a.tick_params(labelsize=8)
         if k == "psnr" and g: a.set_ylim(bottom=min(r["metrics"][k] for rs in g.values() for r in rs) - 2)
-    ax[0].legend(fontsize=7); return ax
+    ax[0].legend(fontsize=7); ax[0].figure.tight_layout(); return ax
 def plot_curves(records: list):
     "Test PSNR over training steps per row (mean over seeds, min-max band); one panel per scene."
     import numpy as np
@@ -547,7 +548,7 @@ def plot_curves(records: list):
             v = np.array([[c[s] for s in steps] for c in cs])
             a.plot(steps, v.mean(0), "o-", ms=3, color=f"C{j}", label=row); a.fill_between(steps, v.min(0), v.max(0), color=f"C{j}", alpha=0.2)
         a.set_title(sc, fontsize=9); a.set_xlabel("step", fontsize=8); a.set_ylabel("test PSNR", fontsize=8); a.tick_params(labelsize=8)
-    ax[0].legend(fontsize=7); return ax
+    ax[0].legend(fontsize=7); ax[0].figure.tight_layout(); return ax
 
 # %% ../nbs/26_sweep.ipynb #f1f6d3aa
 RUN_COLUMNS = ["scene", "row", "seed", "dataset", "status", *METRICS, "num_GS", "step", "s_per_step", "wall_s", "node", "host", "resumed_from", "run_dir", "error"]
@@ -564,7 +565,7 @@ def write_outputs(sweep: Sweep, records: list) -> Path:
         _write_text(out / name, text)
     _write_json(out / "summary.json", {"summary": summ, "runs": [{k: v for k, v in r.items() if k != "traceback"} for r in records]})
     for name, fn in (("bars.png", plot_bars), ("curves.png", plot_curves)):
-        ax = fn(records); ax[0].figure.tight_layout(); ax[0].figure.savefig(out / name); plt.close(ax[0].figure)
+        ax = fn(records); ax[0].figure.savefig(out / name); plt.close(ax[0].figure)
     return out
 
 # %% ../nbs/26_sweep.ipynb #0a2bc07b
@@ -594,6 +595,8 @@ def _sweep_from_args(a: SweepArgs) -> Sweep:
         if not eq: raise SweepError(f"--set {kv!r}: expected KEY=VALUE, e.g. --set schedule.steps_scaler=0.2")
         ov[k.strip()] = _parse_value(v)
     flags = {k: getattr(a, k) for k in ("scenes", "rows", "seeds", "out", "address", "num_cpus", "num_gpus", "max_retries")}
+    named = {sc["name"]: sc for sc in d.get("scenes", []) if isinstance(sc, dict)}  # --scenes keeps the file's table of a scene it names
+    if a.scenes: flags["scenes"] = [named.get(sc, sc) for sc in a.scenes]
     d |= {k: v for k, v in flags.items() if v is not None} | {"overrides": ov}
     if a.overwrite: d["overwrite"] = True
     if "scenes" not in d: raise SweepError("no scenes: pass a sweep file or --scenes (e.g. --scenes demo llff/fern); --list shows them")
