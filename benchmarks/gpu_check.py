@@ -6,9 +6,9 @@
     python benchmarks/gpu_check.py --parts a          # only some parts: a, b, c
 
 (a) gsplat's CUDA `rasterization` against our compiled CPU renderer (`ipsm.render.rasterize(backend='cpp')`),
-    forward (RGB, depth, alpha) and gradients (means, quats, scales, opacities, colours), on two scenes: an
-    image-fitted scene (`ipsm.render.fit_image` on a fern view, or on the demo scene's first view) and a
-    procedurally placed scene with the on-screen sizes of a fitted LLFF scene (`benchmarks/render.py`).
+    forward (RGB, depth, alpha) and gradients (means, quats, scales, opacities, SH / colours), on two scenes: a
+    fitted scene (a short `base` training run on fern, or on the demo scene when fern is absent, rendered from a
+    test view) and a procedurally placed scene with the on-screen sizes of a fitted LLFF scene (benchmarks/render.py).
     On a CPU it runs the CPU half: our compiled renderer against the pure-torch reference on the same scenes.
 (b) times `benchmarks/prior.py --full --device cuda` (one IPSM evaluation with SD v1.5-architecture weights, fp16).
 (c) times a 500-step IPSM-Gaussian training run (IPSM + depth + L_geo, the LLFF schedule x0.05: pseudo views for
@@ -37,23 +37,27 @@ def trainer_api():
 
 
 # ---------------------------------------------------------------- (a) gsplat vs the CPU renderer
-def fitted_scene(quick):
-    "Gaussians fitted to one real view (fern when present, else the demo scene), as activated rasterize inputs."
-    from ipsm.render import fit_image
-    from ipsm.settings import real_scene
+def fitted_scene(quick, device):
+    "Gaussians fitted by a short `base` run of the trainer (fern when present, else the demo scene), seen from a test view."
+    preset_config, train, _ = trainer_api()
     from ipsm.data import load_scene
     from ipsm.demo_scene import demo_scene_path
+    from ipsm.settings import real_scene
     with contextlib.redirect_stdout(open(os.devnull, 'w')): fern = real_scene('llff/fern')
-    scene = load_scene(fern, factor=8) if fern is not None else load_scene(demo_scene_path(), factor=1)
-    img = torch.as_tensor(scene.images[0]).float()
-    img = img[::4, ::4] if quick else img[::2, ::2]
+    if quick: fern = None                                                     # the small demo scene: seconds on a CPU
+    data = {} if fern is not None else {'data.data_dir': str(demo_scene_path()), 'data.factor': 1}
+    steps, out = (30 if quick else 1000), OUT / 'gpu_check_fit'
+    cfg = preset_config('base', **data, **{'schedule.max_steps': steps, 'schedule.eval_steps': (), 'schedule.save_steps': (),
+                                           'device': device, 'save_video': False, 'save_ply': False, 'result_dir': str(out)})
     t0 = time.perf_counter()
-    splats, (viewmats, Ks, W, H), losses = fit_image(img.contiguous(), n=1000 if quick else 4000, steps=40 if quick else 150,
-                                                      backend='cpp')
-    name = f"{'fern' if fern is not None else 'demo'} view fitted ({len(splats['means'])} Gaussians, {W}x{H}, {len(losses)} steps, {time.perf_counter() - t0:.0f} s on CPU)"
-    p = {k: v.detach() for k, v in splats.items()}
-    params = [p['means'], p['quats'], p['scales'].exp(), p['opacities'].sigmoid(), p['colors'].sigmoid()]
-    return name, params, viewmats, Ks, W, H
+    with contextlib.redirect_stdout(open(os.devnull, 'w')): train(cfg, progress=False)
+    sp = torch.load(out / f'ckpts/ckpt_{steps}.pt', map_location='cpu', weights_only=False)['splats']
+    cam = load_scene(cfg.data.data_dir, factor=cfg.data.factor).cameras[0]           # image 0: a test view (every 8th)
+    coeffs = torch.cat([sp['sh0'], sp['shN']], 1)
+    params = [sp['means'], sp['quats'], sp['scales'].exp(), sp['opacities'].reshape(-1).sigmoid(), coeffs]
+    name = (f"{'fern' if fern is not None else 'demo'} after a {steps}-step `base` run on {device} ({len(sp['means']):,} Gaussians, "
+            f"SH degree {int(coeffs.shape[1] ** 0.5) - 1}, {cam.width}x{cam.height} test view; {time.perf_counter() - t0:.0f} s)")
+    return name, params, cam.viewmats, cam.Ks, cam.width, cam.height, int(coeffs.shape[1] ** 0.5) - 1
 
 
 def procedural_scene(quick):
@@ -61,14 +65,14 @@ def procedural_scene(quick):
     from render import make_scene, camera
     n, W, H = (5000, 128, 96) if quick else (50_000, 504, 378)
     viewmats, Ks = camera(W, H)
-    return f'procedural ({n:,} Gaussians, {W}x{H})', make_scene(n), viewmats, Ks, W, H
+    return f'procedural ({n:,} Gaussians, {W}x{H})', make_scene(n), viewmats, Ks, W, H, None
 
 
-def render_grads(params, viewmats, Ks, W, H, backend, device):
+def render_grads(params, viewmats, Ks, W, H, sh_degree, backend, device):
     "Outputs (rgb, depth, alpha) and the gradients of a fixed random read-out of them."
     from ipsm.render import rasterize
     ps = [t.to(device).clone().requires_grad_() for t in params]
-    rgb, depth, alpha, info = rasterize(*ps, viewmats.to(device), Ks.to(device), W, H, backend=backend)
+    rgb, depth, alpha, info = rasterize(*ps, viewmats.to(device), Ks.to(device), W, H, sh_degree=sh_degree, backend=backend)
     g = torch.Generator().manual_seed(0)
     w = [torch.rand(x.shape, generator=g).to(device) for x in (rgb, depth, alpha)]
     ((rgb * w[0]).sum() + 0.3 * (depth * w[1]).sum() + (alpha * w[2]).sum()).backward()
@@ -87,13 +91,13 @@ def compare(a, b, ra, rb):
 
 def part_a(quick, cuda):
     rows, tol = [], 1e-3
-    for make in (fitted_scene, procedural_scene):
-        name, params, viewmats, Ks, W, H = make(quick)
-        ours, r_ours = render_grads(params, viewmats, Ks, W, H, 'cpp', 'cpu')
+    for scene in (fitted_scene(quick, 'cuda' if cuda else 'cpu'), procedural_scene(quick)):
+        name, params, viewmats, Ks, W, H, deg = scene
+        ours, r_ours = render_grads(params, viewmats, Ks, W, H, deg, 'cpp', 'cpu')
         if cuda:
-            ref, r_ref = render_grads(params, viewmats, Ks, W, H, 'gsplat', 'cuda'); what = 'gsplat CUDA vs our C++ CPU'
+            ref, r_ref = render_grads(params, viewmats, Ks, W, H, deg, 'gsplat', 'cuda'); what = 'gsplat CUDA vs our C++ CPU'
         else:
-            ref, r_ref = render_grads(params, viewmats, Ks, W, H, 'torch', 'cpu'); what = 'torch reference vs our C++ CPU (CPU half of (a))'
+            ref, r_ref = render_grads(params, viewmats, Ks, W, H, deg, 'torch', 'cpu'); what = 'torch reference vs our C++ CPU (CPU half of (a))'
         errs, radii = compare(ours, ref, r_ours, r_ref)
         worst = max(errs.values())
         rows.append(('a', f'{what}: {name}', ', '.join(f'{k} {v:.1e}' for k, v in errs.items()) + f'; radii differ {radii:.2%}',
