@@ -5,10 +5,14 @@
     python benchmarks/render.py --profile       # where the time goes (projection / binning / kernels), CPU time
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/render.py
 
+    python benchmarks/render.py --previous 15702b3   # add the renderer of an earlier commit, same run
+
 Backends: `cpp` is the compiled CPU backend with the kernels the CPU supports best (AVX2 on x86-64 since 2013),
 `cpp generic` the same code compiled for the baseline instruction set (what runs without AVX2; IPSM_SIMD=generic),
 `torch ref` the pure-torch tiled reference (autograd backward). The last column is the cheap depth-only path
 (`render_mode='D'` under `torch.no_grad()`, what the training step needs for the warp source view).
+`--previous REV` also times `ipsm/render.py` + `ipsm/csrc/rasterize.cpp` as of git revision REV (copied to
+benchmarks/_out/prev_REV and imported under another name), so old and new kernels meet in the same run.
 
 Each configuration runs in a fresh subprocess so that its peak RSS (`ru_maxrss`) is its own.
 Wall time and process CPU time (all threads) are both reported: on a shared machine the wall time of
@@ -18,7 +22,24 @@ The scene imitates a fitted forward-facing (LLFF) scene: Gaussians spread throug
 504x378 is ~sqrt(0.5 * W * H / N) px (so the Gaussians tile the image ~6x over, as fitted scenes do),
 log-normal spread, opacities in [0.05, 1], RGB colours.
 """
-import argparse, json, math, os, platform, resource, statistics, subprocess, sys, time
+import argparse, importlib, json, math, os, platform, resource, statistics, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / 'benchmarks' / '_out'
+
+def previous_renderer(rev):
+    "`ipsm.render` and its C++ source as of git revision `rev`, importable as `ipsm_prev_<rev>.render`."
+    root = OUT / f'prev_{rev}'; pkg = root / f'ipsm_prev_{rev}'
+    if not (pkg / 'render.py').exists():
+        (pkg / 'csrc').mkdir(parents=True, exist_ok=True)
+        for path in ('ipsm/render.py', 'ipsm/csrc/rasterize.cpp'):
+            text = subprocess.run(['git', 'show', f'{rev}:{path}'], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            text = text.replace("find_spec('ipsm')", f"find_spec('ipsm_prev_{rev}')").replace("'ipsm_rasterize_cpu'", f"'ipsm_rasterize_prev_{rev}'")
+            (pkg / path.split('/', 1)[1]).write_text(text)
+        (pkg / '__init__.py').write_text('')
+    sys.path.insert(0, str(root))
+    return importlib.import_module(f'ipsm_prev_{rev}.render')
 
 def make_scene(n, seed=0):
     import torch
@@ -47,6 +68,8 @@ def run_one(backend, n, W, H, reps, threads):
     import torch
     torch.set_num_threads(threads)
     from ipsm.render import rasterize, load_cpp_backend
+    if backend.startswith('prev:'):                                  # an earlier commit's renderer (no depth-only mode)
+        prev = previous_renderer(backend[5:]); rasterize, load_cpp_backend = prev.rasterize, prev.load_cpp_backend
     scene = [t.requires_grad_() for t in make_scene(n)]
     viewmats, Ks = camera(W, H)
     wt = torch.rand(1, H, W, 3)
@@ -60,12 +83,12 @@ def run_one(backend, n, W, H, reps, threads):
         loss = (rgb * wt).sum() + depth.mean()
         loss.backward()
         times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
-        if be == 'cpp':                                              # the depth-only, no-grad render of the same scene
+        if be == 'cpp' and not backend.startswith('prev:'):         # the depth-only, no-grad render of the same scene
             t0 = time.perf_counter()
             with torch.no_grad(): rasterize(*scene, viewmats, Ks, W, H, backend=be, render_mode='D')
             dtimes.append(time.perf_counter() - t0)
     vis = int((info['radii'] > 0).all(-1).sum())
-    isa = load_cpp_backend().simd_isa() if be == 'cpp' else ''
+    isa = getattr(load_cpp_backend(), 'simd_isa', lambda: 'scalar')() if be == 'cpp' else ''
     return dict(backend=backend, isa=isa, n=n, W=W, H=H, median_s=statistics.median(times[warm:]), cpu_s=statistics.median(cpu[warm:]),
                 runs=reps, maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, visible=vis,
                 coverage=float(alpha.mean()), depth_only_s=statistics.median(dtimes[warm:]) if dtimes else float('nan'))
@@ -123,11 +146,12 @@ def main():
     ap.add_argument('--quick', action='store_true', help='10k Gaussians only')
     ap.add_argument('--no-torch', action='store_true', help='skip the torch reference')
     ap.add_argument('--no-generic', action='store_true', help='skip the generic (non-AVX2) build of the compiled kernels')
+    ap.add_argument('--previous', help='also time the renderer of this git revision (e.g. 15702b3)')
     ap.add_argument('--profile', action='store_true', help='print a per-stage breakdown of the compiled backend')
     ap.add_argument('--one', help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        b, n, W, H, reps = a.one.split(':')
+        b, n, W, H, reps = a.one.rsplit(':', 4)
         print(json.dumps(run_one(b, int(n), int(W), int(H), int(reps), a.threads))); return
     sizes = [tuple(map(int, s.split('x'))) for s in a.sizes.split(',')]
     ns = [10000] if a.quick else [int(x) for x in a.ns.split(',')]
@@ -139,21 +163,23 @@ def main():
     m = machine()
     print(f"# {m['nproc']} CPUs ({m['cpu']}), torch {m['torch']}, {a.threads} threads, malloc {m['malloc']}, "
           f"load average at start {m['load'][0]:.2f}")
-    print('| Gaussians | image | cpp fwd+bwd (s) | cpp generic fwd+bwd (s) | torch ref fwd+bwd (s) | speed-up | CPU time cpp / torch ref (s) '
+    prev = f'previous cpp {a.previous} fwd+bwd (s) | ' if a.previous else ''
+    print(f'| Gaussians | image | cpp fwd+bwd (s) | cpp generic fwd+bwd (s) | {prev}torch ref fwd+bwd (s) | speed-up | CPU time cpp / torch ref (s) '
           '| CPU-time speed-up | peak RSS cpp / torch (MB) | visible | depth-only no-grad cpp (s) | runs cpp / torch |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|' + ('---|' if a.previous else ''))
     nan = float('nan')
     for n in ns:
         for W, H in sizes:
             res = {}
-            for b in ['cpp'] + ([] if a.no_generic else ['generic']) + ([] if a.no_torch else ['torch']):
+            for b in ['cpp'] + ([] if a.no_generic else ['generic']) + ([f'prev:{a.previous}'] if a.previous else []) + ([] if a.no_torch else ['torch']):
                 reps = a.reps if b != 'torch' else (a.torch_reps if n < 200000 else 1)
                 out = subprocess.run([sys.executable, __file__, '--one', f'{b}:{n}:{W}:{H}:{reps}', '--threads', str(a.threads)],
                                      capture_output=True, text=True)
                 if out.returncode: print(out.stderr[-2000:]); raise SystemExit(1)
                 res[b] = json.loads(out.stdout.strip().splitlines()[-1])
-            c, g, t = res['cpp'], res.get('generic'), res.get('torch')
-            print(f"| {n:,} | {W}x{H} | {c['median_s']:.3f} ({c['isa']}) | {g['median_s'] if g else nan:.3f} | {t['median_s'] if t else nan:.2f} | "
+            c, g, t, p = res['cpp'], res.get('generic'), res.get('torch'), res.get(f'prev:{a.previous}')
+            pv = f"{p['median_s']:.3f} | " if p else ''
+            print(f"| {n:,} | {W}x{H} | {c['median_s']:.3f} ({c['isa']}) | {g['median_s'] if g else nan:.3f} | {pv}{t['median_s'] if t else nan:.2f} | "
                   f"{(t['median_s'] / c['median_s']) if t else nan:.0f}x | {c['cpu_s']:.3f} / {t['cpu_s'] if t else nan:.2f} | "
                   f"{(t['cpu_s'] / c['cpu_s']) if t else nan:.0f}x | {c['maxrss_mb']:.0f} / {t['maxrss_mb'] if t else nan:.0f} | "
                   f"{c['visible']:,} | {c['depth_only_s']:.3f} | {c['runs']} / {t['runs'] if t else 0} |", flush=True)

@@ -25,9 +25,11 @@
 #include <numeric>
 #include <string>
 #include <vector>
-#if defined(__x86_64__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)  // GCC: `#pragma GCC target` compiles the AVX2 copy
 #include <immintrin.h>
 #define IPSM_X86 1
+#elif defined(__SSE2__)
+#include <immintrin.h>  // other compilers on x86-64: the generic build only
 #endif
 
 namespace {
@@ -54,7 +56,7 @@ template <int D> struct BwdArgs {
 
 // Per-thread scratch: a few float / int buffers reused from tile to tile.
 struct Scratch {
-    std::vector<float> fs[5]; std::vector<int> is[2];
+    std::vector<float> fs[3]; std::vector<int> is[2];
     float* f(int k, size_t n) { if (fs[k].size() < n) fs[k].resize(n); return fs[k].data(); }
     int* i(int k, size_t n) { if (is[k].size() < n) is[k].resize(n); return is[k].data(); }
 };

@@ -1,13 +1,15 @@
 // Per-tile compositing kernels, vectorised across the pixels of a tile row (8 lanes).
 //
-// This file is included twice by rasterize.cpp, inside `namespace generic` and (on x86-64) inside
-// `namespace avx2` under `#pragma GCC target("avx2")`, so the same source is compiled for the baseline
-// instruction set (SSE2 on x86-64, NEON on aarch64, scalar code elsewhere) and for AVX2; rasterize.cpp
-// picks one at run time. No include guard on purpose.
+// This file is included twice by rasterize.cpp: inside `namespace generic`, and (x86-64 with GCC) inside
+// `namespace avx2` under `#pragma GCC target("avx2")`. So the same source is compiled for the baseline
+// instruction set (SSE2 on x86-64, NEON on aarch64, scalar code elsewhere) and for AVX2; rasterize.cpp picks
+// one at run time. No include guard on purpose.
 //
-// The code uses GCC/Clang vector extensions (`vector_size`), not intrinsics, so both instantiations
-// perform the same IEEE float operations in the same order; with `-ffp-contract=off` (no fused
-// multiply-add) the two give bit-identical images and gradients, which the notebook tests.
+// The arithmetic uses GCC/Clang vector extensions (`vector_size`), not intrinsics (only the lane mask test
+// `movemask` is an intrinsic): 8-lane vectors are one 256-bit register under AVX2 and a pair of 128-bit
+// halves otherwise (GCC would scalarise the comparisons of a 256-bit vector on a 128-bit target). Both builds
+// do the same IEEE float operations in the same order; with `-ffp-contract=off` (no fused multiply-add) they
+// give bit-identical images and gradients, which the notebook tests.
 //
 // Layout of a tile's per-pixel state (SoA): rows of RS = NC * L floats, NC = ceil(tile width / L)
 // chunks of L lanes; lanes beyond the tile's width are padding, marked done / inactive.
@@ -15,7 +17,6 @@
 constexpr int L = 8;
 constexpr int PREFETCH = 4;  // list entries ahead whose Gaussian data is prefetched (random accesses)
 #if defined(IPSM_AVX2)
-// one 256-bit register per vector
 typedef float vf __attribute__((vector_size(32)));
 typedef int32_t vi __attribute__((vector_size(32)));
 static inline vi bits(vf a) { return (vi)a; }
@@ -24,9 +25,7 @@ static inline vi to_int(vf a) { return __builtin_convertvector(a, vi); }  // tru
 static inline vf to_float(vi a) { return __builtin_convertvector(a, vf); }
 static inline float lane(vf v, int l) { return v[l]; }
 static inline int movemask(vi m) { return _mm256_movemask_ps((__m256)m); }  // bit l set <=> lane l true
-#else
-// two 128-bit halves per vector (SSE2, NEON; scalar code where the target has no SIMD): GCC would scalarise the
-// comparisons of a 256-bit generic vector on such targets, so the 8 lanes are spelled out as a pair.
+#else  // two 128-bit halves
 typedef float hf __attribute__((vector_size(16)));
 typedef int32_t hv __attribute__((vector_size(16)));
 struct vi { hv a, b; };
