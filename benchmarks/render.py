@@ -164,7 +164,8 @@ def main():
     print(f"# {m['nproc']} CPUs ({m['cpu']}), torch {m['torch']}, {a.threads} threads, malloc {m['malloc']}, "
           f"load average at start {m['load'][0]:.2f}")
     prev = f'previous cpp {a.previous} fwd+bwd (s) | ' if a.previous else ''
-    print(f'| Gaussians | image | cpp fwd+bwd (s) | cpp generic fwd+bwd (s) | {prev}torch ref fwd+bwd (s) | speed-up | CPU time cpp / torch ref (s) '
+    pcpu = 'previous / ' if a.previous else ''
+    print(f'| Gaussians | image | cpp fwd+bwd (s) | cpp generic fwd+bwd (s) | {prev}torch ref fwd+bwd (s) | speed-up | CPU time cpp / {pcpu}torch ref (s) '
           '| CPU-time speed-up | peak RSS cpp / torch (MB) | visible | depth-only no-grad cpp (s) | runs cpp / torch |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|' + ('---|' if a.previous else ''))
     nan = float('nan')
@@ -178,9 +179,9 @@ def main():
                 if out.returncode: print(out.stderr[-2000:]); raise SystemExit(1)
                 res[b] = json.loads(out.stdout.strip().splitlines()[-1])
             c, g, t, p = res['cpp'], res.get('generic'), res.get('torch'), res.get(f'prev:{a.previous}')
-            pv = f"{p['median_s']:.3f} | " if p else ''
+            pv, pc = (f"{p['median_s']:.3f} | ", f"{p['cpu_s']:.3f} / ") if p else ('', '')
             print(f"| {n:,} | {W}x{H} | {c['median_s']:.3f} ({c['isa']}) | {g['median_s'] if g else nan:.3f} | {pv}{t['median_s'] if t else nan:.2f} | "
-                  f"{(t['median_s'] / c['median_s']) if t else nan:.0f}x | {c['cpu_s']:.3f} / {t['cpu_s'] if t else nan:.2f} | "
+                  f"{(t['median_s'] / c['median_s']) if t else nan:.0f}x | {c['cpu_s']:.3f} / {pc}{t['cpu_s'] if t else nan:.2f} | "
                   f"{(t['cpu_s'] / c['cpu_s']) if t else nan:.0f}x | {c['maxrss_mb']:.0f} / {t['maxrss_mb'] if t else nan:.0f} | "
                   f"{c['visible']:,} | {c['depth_only_s']:.3f} | {c['runs']} / {t['runs'] if t else 0} |", flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")
