@@ -25,6 +25,7 @@ def parse_train_args(args: Optional[Sequence[str]] = None, # command line withou
     return tyro.extras.overridable_config_cli(presets, prog="ipsm-train", args=args,
                                               description="Train IPSM-Gaussian (NeurIPS 2024) on a sparse-view scene.")
 
+# %% ../nbs/25_cli.ipynb #e4fed553
 def _resume_config(args: list):
     "`--resume CKPT [flags]`: the checkpoint's own config with the flags applied on top."
     from ipsm.config import TrainConfig, config_from_dict
@@ -37,6 +38,7 @@ def _resume_config(args: list):
     return tyro.cli(TrainConfig, default=base, args=args, prog="ipsm-train --resume CKPT",
                     description=f"Continue the run of {path} with its own config; flags override it.")
 
+# %% ../nbs/25_cli.ipynb #687c4984
 def _fail(msg: str, code: int = 2):
     print(f"error: {msg}", file=sys.stderr); raise SystemExit(code)
 
@@ -50,6 +52,7 @@ def _help_key(prog: str, args: list) -> str:
         st = p.stat(); h.update(f"{p.name}:{st.st_mtime_ns}:{st.st_size}".encode())
     return h.hexdigest()[:20]
 
+# %% ../nbs/25_cli.ipynb #03a43472
 def help_cache_dir() -> Path:
     "Where `--help` texts are cached ($XDG_CACHE_HOME/ipsm/help, default ~/.cache/ipsm/help)."
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ipsm" / "help"
@@ -111,6 +114,7 @@ class EvalArgs:
     device: str = "auto"  # 'auto', 'cpu' or 'cuda'
     lpips_net: Optional[Literal["vgg", "alex"]] = None  # LPIPS backbone (default: the run's)
 
+# %% ../nbs/25_cli.ipynb #cfe5724a
 @dataclass
 class RenderArgs:
     "Render a camera trajectory of a checkpoint to an mp4, e.g. `ipsm-render --ckpt results/demo/demo/ckpts/ckpt_1000.pt --traj interp`."
@@ -122,6 +126,7 @@ class RenderArgs:
     data_dir: Optional[str] = None  # scene folder, if it moved since training
     device: str = "auto"  # 'auto', 'cpu' or 'cuda'
 
+# %% ../nbs/25_cli.ipynb #12a119f6
 @dataclass
 class ExportArgs:
     "Export the Gaussians of a checkpoint for viewers, e.g. `ipsm-export --ckpt results/demo/demo/ckpts/ckpt_1000.pt`."
@@ -129,7 +134,7 @@ class ExportArgs:
     format: Literal["ply"] = "ply"  # INRIA-layout binary PLY (SuperSplat, antimatter15, mkkellogg viewers)
     output: Optional[str] = None  # output path (default: <run folder>/ply/point_cloud_<step>.ply)
 
-# %% ../nbs/25_cli.ipynb #cfe5724a
+# %% ../nbs/25_cli.ipynb #a565abbf
 def eval_main(args: Optional[Sequence[str]] = None) -> int:
     "`ipsm-eval --ckpt PATH`: test-view metrics and renders of a checkpoint, nerfstudio-style JSON."
     a = tyro.cli(EvalArgs, args=args, prog="ipsm-eval")
@@ -146,6 +151,7 @@ def eval_main(args: Optional[Sequence[str]] = None) -> int:
                      "checkpoint": str(Path(a.ckpt)), "results": res})
     print(f"wrote {out}"); return 0
 
+# %% ../nbs/25_cli.ipynb #c3f2890b
 def render_main(args: Optional[Sequence[str]] = None) -> int:
     "`ipsm-render --ckpt PATH --traj spiral|ellipse|interp`: an mp4 of a camera path."
     a = tyro.cli(RenderArgs, args=args, prog="ipsm-render")
@@ -157,6 +163,7 @@ def render_main(args: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as e: _fail(str(e))
     print(f"wrote {out}"); return 0
 
+# %% ../nbs/25_cli.ipynb #d6358e0e
 def export_main(args: Optional[Sequence[str]] = None) -> int:
     "`ipsm-export --ckpt PATH --format ply`: viewer-ready Gaussians."
     a = tyro.cli(ExportArgs, args=args, prog="ipsm-export")

@@ -29,6 +29,7 @@ def steps(default, # the step count (int) or counts (tuple of ints)
     "A dataclass field holding a step count, rescaled by `adjust_steps`."
     return field(default=default, metadata={"steps": "after" if after else "count"})
 
+# %% ../nbs/19_config.ipynb #beeaff64
 @dataclass(frozen=True)
 class StepFields:
     "Names the step-count fields of a contained component config (put in `Annotated[...]`)."
@@ -54,6 +55,7 @@ class PseudoConfig:
     pool: PseudoViewConfig = field(default_factory=PseudoViewConfig)  # the pose pool (ipsm.pseudo_views): size, pop order, perturbation; its seed is added to --seed
     warp: WarpConfig = field(default_factory=WarpConfig)  # inverse warp and masks (ipsm.warp): tau_geo for L_geo, tau_ipsm for IPSM
 
+# %% ../nbs/19_config.ipynb #d404b47c
 @dataclass
 class DepthConfig:
     "How the Pearson depth-correlation terms use the monocular depth model (method notes §3)."
@@ -61,6 +63,7 @@ class DepthConfig:
     late_weight: float = 0.001  # see `late_step`
     input_size: tuple[int, int] = (384, 512)  # (H, W) the image is resized to for the depth network (the reference's MiDaS input)
 
+# %% ../nbs/19_config.ipynb #b693f2cf
 @dataclass
 class GeoConfig:
     "The geometry-consistency term L_geo (method notes §4)."
@@ -74,6 +77,7 @@ def weight(default: float, # the authors' value
     "A loss-weight field `lambda_<name>`: the view its term needs and whether the warm-up ramps it."
     return field(default=default, metadata={"view": view, "ramp": ramp})
 
+# %% ../nbs/19_config.ipynb #bb1861c2
 @dataclass
 class LossConfig:
     "The weight lambda_<name> of every loss term loss_<name> (method notes §5.1); 0 switches a term off."
@@ -86,6 +90,7 @@ class LossConfig:
     lambda_ipsm_r2: float = weight(2.0, "pseudo", ramp=True)  # IPSM R2 (`warp_sds_pseudo_weight_2` = lambda_IPSM)
     lambda_sds: float = weight(2.0, "pseudo", ramp=True)  # plain SDS of the paper's SDS rows (`sds_pseudo_weight`), only with --sds
 
+# %% ../nbs/19_config.ipynb #9e8b9e63
 def term_names() -> list[str]:
     "The loss-term names, in the order the step adds them: the `lambda_<name>` fields of `LossConfig`."
     return [f.name.removeprefix("lambda_") for f in dataclasses.fields(LossConfig)]
@@ -101,6 +106,7 @@ class ScheduleConfig:
     save_steps: tuple[int, ...] = steps((2000, 5000, 10_000))  # write ckpts/ckpt_<step>.pt after these steps (max_steps always)
     log_every: int = 10  # refresh the progress bar / history every this many steps (not rescaled)
 
+# %% ../nbs/19_config.ipynb #da598ee8
 @dataclass
 class BackgroundConfig:
     "Background handling (method notes §5.4)."
@@ -162,11 +168,13 @@ def step_fields(cfg, # a (nested) config dataclass
 # %% ../nbs/19_config.ipynb #986abc49
 def _scale(x, s): return max(1, int(round(x * s))) if x > 0 else x
 
+# %% ../nbs/19_config.ipynb #96e09a01
 def get_field(cfg, path: str):
     "`cfg.<path>` for a dotted path."
     for p in path.split("."): cfg = getattr(cfg, p)
     return cfg
 
+# %% ../nbs/19_config.ipynb #9cc486ea
 def adjust_steps(cfg: TrainConfig, # a config whose `schedule.steps_scaler` may differ from 1
                 ) -> TrainConfig: # a copy with every step field multiplied and `steps_scaler=1`
     "Rescale every step count of `cfg` by `cfg.schedule.steps_scaler` (gsplat's `adjust_steps`)."
@@ -204,10 +212,12 @@ def loss_weights(cfg: TrainConfig) -> dict[str, float]:
     off |= {"ipsm_r1", "ipsm_r2"} if cfg.sds else {"sds"}
     return {n: 0.0 if n in off else float(getattr(cfg.loss, f"lambda_{n}")) for n in term_names()}
 
+# %% ../nbs/19_config.ipynb #4870cec9
 def term_view(name: str) -> str:
     "'seen' or 'pseudo': the view the term `name` is computed on."
     return LossConfig.__dataclass_fields__[f"lambda_{name}"].metadata["view"]
 
+# %% ../nbs/19_config.ipynb #77147b73
 def uses_pseudo_views(cfg: TrainConfig) -> bool:
     "True when some pseudo-view term has a weight and the window start < step < end meets the run."
     on = any(w > 0 and term_view(n) == "pseudo" for n, w in loss_weights(cfg).items())
@@ -218,8 +228,10 @@ def _real(rel: str) -> str:
     "A real scene below settings.ini's `data_root` (../shared/data in this repository)."
     return str(load_settings().data_root / rel)
 
+# %% ../nbs/19_config.ipynb #f0cdc5de
 def _llff() -> TrainConfig: return TrainConfig(data=DataConfig(data_dir=_real("llff/fern")), preset="llff-3view")
 
+# %% ../nbs/19_config.ipynb #5b51561d
 def _dtu() -> TrainConfig:
     return TrainConfig(
         data=DataConfig(data_dir=_real("dtu/scan24"), factor=4), preset="dtu-3view",
@@ -227,11 +239,12 @@ def _dtu() -> TrainConfig:
         strategy=FSGSStrategy(reset_every=1000, reset_value=0.05),
         background=BackgroundConfig(dtu_bg_prior=True))
 
+# %% ../nbs/19_config.ipynb #a4992e6f
 def _base() -> TrainConfig:
     return TrainConfig(data=DataConfig(data_dir=_real("llff/fern")), ipsm=False, depth=False, geo=False, prior="none",
                        depth_model="none", preset="base")
 
-# %% ../nbs/19_config.ipynb #f0cdc5de
+# %% ../nbs/19_config.ipynb #4fedbc74
 def _demo() -> TrainConfig:
     # The LLFF schedule with every step count x 0.1 (1000 steps; pseudo views for 200 < step < 950),
     # resolved here so that `--max-steps` etc. on top of `demo` mean what they say. Regularized by L_geo
@@ -244,6 +257,7 @@ def _demo() -> TrainConfig:
     cfg.strategy.refine_every = 100  # not scaled: densifying 10x as often as the reference grows ~60k Gaussians in 1000 steps
     return cfg
 
+# %% ../nbs/19_config.ipynb #2b87e6b7
 def _smoke() -> TrainConfig:
     # every phase once in 12 steps, every term on, tiny random models at small working sizes
     return TrainConfig(
@@ -282,6 +296,7 @@ def config_to_dict(cfg) -> dict:
         return o
     return conv(asdict(cfg))
 
+# %% ../nbs/19_config.ipynb #10f2fa47
 def flat_dict(d: dict, pre: str = "") -> dict:
     "{'a': {'b': 1}} -> {'a.b': 1}."
     return {k2: v2 for k, v in d.items() for k2, v2 in (flat_dict(v, f"{pre}{k}.").items() if isinstance(v, dict) else [(f"{pre}{k}", v)])}
@@ -332,6 +347,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.max_nan_steps < 0: bad(f"max_nan_steps must be >= 0, got {cfg.max_nan_steps}")
     return cfg
 
+# %% ../nbs/19_config.ipynb #4adccb12
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     "What a run trains with: steps rescaled, the LPIPS backbone from settings.ini if unset, validated."
     cfg = adjust_steps(cfg)

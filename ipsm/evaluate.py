@@ -23,6 +23,7 @@ def _write_png(path, img: torch.Tensor):
     arr = (img.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     atomic_write(path, lambda p: iio.imwrite(p, arr, extension=".png"))
 
+# %% ../nbs/22_evaluate.ipynb #f5b6af5b
 @torch.no_grad()
 def render_test_views(run: Run, state: TrainState, step: int) -> tuple[list, float]:
     "([H, W, 3] renders of the test views in [0, 1], seconds per image)."

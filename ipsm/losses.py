@@ -59,6 +59,7 @@ def render_view(run: Run, # the run (background colour, device)
     bg = torch.tensor(run.cfg.background.color, dtype=torch.float32, device=run.device).expand(len(cams), 3)
     return render_splats(splats, cams, sh_degree=sh_degree, backgrounds=bg)
 
+# %% ../nbs/21_losses.ipynb #15f03be4
 def next_view(run: Run, state: TrainState) -> int:
     "The training view of this step: popped from the shuffled stack ('stack', reference) or drawn i.i.d. ('iid')."
     V = len(run.train_cams)
@@ -77,13 +78,14 @@ class SeenView:
     target: torch.Tensor  # [1, H, W, 3] L1 target (DTU background prior: background set to black)
     info: dict  # render info for the densification strategy
 
+# %% ../nbs/21_losses.ipynb #52a0b2d2
 def render_seen(run: Run, state: TrainState, sh_degree: int) -> SeenView:
     "Pick this step's training view and render it."
     i = next_view(run, state)
     rgb, depth, _, info = render_view(run, state.splats, run.train_cams[i], sh_degree)
     return SeenView(i, rgb, depth, run.train_images[i][None], run.l1_targets[i][None], info)
 
-# %% ../nbs/21_losses.ipynb #52a0b2d2
+# %% ../nbs/21_losses.ipynb #90fb10a4
 @dataclass
 class PseudoView:
     "A rendered pseudo view and its source view warped into it."
@@ -93,6 +95,7 @@ class PseudoView:
     depth: torch.Tensor  # [H, W] rendered depth D^j (with gradient)
     warp: WarpResult  # the warped source photo and the masks (ipsm.warp)
 
+# %% ../nbs/21_losses.ipynb #7c66df00
 def render_pseudo(run: Run, state: TrainState, sh_degree: int) -> PseudoView:
     "Pop a pseudo pose, render it and the source view's depth, and warp the source photo into it."
     pcam, src = pool_pop(state.pool, state.gen)
@@ -108,24 +111,32 @@ def _ssim(img, gt):
     if not torch.isfinite(img).all(): return img.sum() * float("nan")
     return ssim(img, gt).mean()
 
+# %% ../nbs/21_losses.ipynb #4245cf94
 def term_l1(run: Run, v: SeenView, state: TrainState): return (v.rgb - v.target).abs().mean()
+
+# %% ../nbs/21_losses.ipynb #e0e30bb7
 def term_dssim(run: Run, v: SeenView, state: TrainState): return 1 - _ssim(v.rgb, v.gt)
+
+# %% ../nbs/21_losses.ipynb #be6ba84f
 def term_depth_seen(run: Run, v: SeenView, state: TrainState): return depth_loss_seen(v.depth[0, ..., 0], run.mono_depths[v.index])
 
-# %% ../nbs/21_losses.ipynb #4245cf94
+# %% ../nbs/21_losses.ipynb #1395a31e
 def term_geo(run: Run, p: PseudoView, state: TrainState):
     "L_geo; with the background prior the warped target's background is black (DTU, reference train_dtu_mask.py)."
     target = p.warp.image
     if run.policy.bg_prior: target = target * (~dtu_background_mask(target * p.warp.mask_geo[..., None]))[..., None]
     return geo_loss(p.rgb, target, p.warp.mask_geo, reduction=run.cfg.geo_reg.reduction)
 
+# %% ../nbs/21_losses.ipynb #a487c642
 def term_depth_pseudo(run: Run, p: PseudoView, state: TrainState):
     return depth_loss_pseudo(p.depth, run.depth_model(p.rgb[None])[0])  # MiDaS with gradient into the render, as the reference
 
+# %% ../nbs/21_losses.ipynb #6dd062c1
 def term_ipsm(run: Run, p: PseudoView, state: TrainState):
     r = ipsm_loss(run.prior, p.rgb, p.warp.image, p.warp.mask_inpaint, run.cfg.score, generator=state.gen)
     return {"ipsm_r1": r["loss_ipsm_r1"], "ipsm_r2": r["loss_ipsm_r2"]}
 
+# %% ../nbs/21_losses.ipynb #38a10e6d
 def term_sds(run: Run, p: PseudoView, state: TrainState): return sds_loss(run.prior, p.rgb, run.cfg.score, generator=state.gen)["loss_sds"]
 
 # %% ../nbs/21_losses.ipynb #fef2465f
@@ -156,6 +167,7 @@ def optimizer_step(run: Run, state: TrainState, step: int):
     apply_means_lr(state.optimizers, step, run.extent, run.cfg.schedule.max_steps, run.cfg.optim)
     for opt in state.optimizers.values(): opt.step(); opt.zero_grad(set_to_none=True)
 
+# %% ../nbs/21_losses.ipynb #3fa50319
 def densify_step(run: Run, # the run (strategy)
                  state: TrainState, # splats, optimizers, strategy state
                  step: int, # 1-based step

@@ -6,9 +6,8 @@
 __all__ = ['atomic_write', 'write_json', 'read_json', 'fmt_num', 'seed_everything', 'get_rng_state', 'set_rng_state', 'History',
            'KindPolicy', 'kind_policy', 'Run', 'TrainState', 'model_needs', 'check_run_models', 'scene_prompt',
            'prior_label', 'load_run_prior', 'load_run_depth_model', 'resolve_device', 'load_scene_and_split',
-           'setup_run', 'make_pool', 'pool_from_state', 'pool_pop', 'init_state', 'holds_run', 'run_dir',
-           'package_versions', 'split_info', 'run_record', 'write_run_config', 'save_checkpoint', 'read_checkpoint',
-           'config_changes', 'load_checkpoint']
+           'setup_run', 'make_pool', 'pool_from_state', 'pool_pop', 'init_state', 'package_versions', 'split_info',
+           'run_record', 'write_run_config', 'save_checkpoint', 'read_checkpoint', 'config_changes', 'load_checkpoint']
 
 # %% ../nbs/20_run.ipynb #f5b5ba8f
 import dataclasses, errno, json, os, pickle, platform, random, re, shutil, subprocess, time, warnings
@@ -57,10 +56,12 @@ def _jsonable(o):
     if dataclasses.is_dataclass(o): return dataclasses.asdict(o)
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
+# %% ../nbs/20_run.ipynb #27e77b47
 def write_json(path, obj) -> Path:
     "Atomically write `obj` as indented JSON."
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=_jsonable)))
 
+# %% ../nbs/20_run.ipynb #b979f86b
 def read_json(p) -> dict:
     "The JSON object in `p`, or {} when it is missing or unreadable."
     try: return json.loads(Path(p).read_text())
@@ -85,6 +86,7 @@ def seed_everything(seed: int, # the run's seed
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
+# %% ../nbs/20_run.ipynb #c22f8fcd
 def get_rng_state(gen: torch.Generator) -> dict:
     "Every RNG state, as tensors and plain numbers (for `weights_only` checkpoints)."
     _, keys, pos, has_gauss, cached = np.random.get_state()
@@ -95,6 +97,7 @@ def get_rng_state(gen: torch.Generator) -> dict:
     if torch.cuda.is_available(): st["cuda"] = torch.cuda.get_rng_state_all()
     return st
 
+# %% ../nbs/20_run.ipynb #0b5086e2
 def set_rng_state(st: dict, gen: torch.Generator):
     "Restore what `get_rng_state` saved."
     torch.set_rng_state(st["torch"]); gen.set_state(st["gen"])
@@ -157,6 +160,7 @@ class KindPolicy:
     eval_masks: bool  # evaluate with the object masks (DTU protocol, ipsm.metrics)
     bg_prior: bool  # black-background prior on the L1 and L_geo targets (DNGaussian, DTU)
 
+# %% ../nbs/20_run.ipynb #a2c55d3d
 def kind_policy(scene, # ipsm.data.SceneData
                 cfg: TrainConfig, # the run's config (background.dtu_bg_prior)
                ) -> KindPolicy:
@@ -166,7 +170,7 @@ def kind_policy(scene, # ipsm.data.SceneData
     return KindPolicy(pool_kind=scene.kind if scene.kind in ("llff", "dtu") else "llff",
                       eval_masks=scene.kind == "dtu" and scene.masks is not None, bg_prior=cfg.background.dtu_bg_prior)
 
-# %% ../nbs/20_run.ipynb #a2c55d3d
+# %% ../nbs/20_run.ipynb #49cfb770
 @dataclass
 class Run:
     "The fixed parts of a run: config, data, split, frozen models, output folder."
@@ -192,6 +196,7 @@ class Run:
     prompt_source: str = ""  # where the prompt came from (--prompt, blip_rst.txt, BLIP, unused)
     init: dict = field(default_factory=dict)  # how the initial Gaussians were made (method, points, ...), set by init_state
 
+# %% ../nbs/20_run.ipynb #1bc40729
 @dataclass
 class TrainState:
     "Everything a checkpoint must hold to continue a run exactly."
@@ -208,6 +213,7 @@ class TrainState:
 # %% ../nbs/20_run.ipynb #d769335b
 def _prompt_file(cfg: TrainConfig) -> Path: return Path(cfg.data.data_dir).expanduser() / "blip_rst.txt"
 
+# %% ../nbs/20_run.ipynb #b9d26c4f
 def model_needs(cfg: TrainConfig) -> list[ModelNeed]:
     "The model weights `cfg` will load (prior, depth model, BLIP captioner), each with its setting and the flags that avoid it."
     s, w, needs = load_settings(), loss_weights(cfg), []
@@ -256,6 +262,7 @@ def scene_prompt(cfg: TrainConfig, # prompt, prior, data_dir
     if cfg.prior == "tiny": return "", "unused: the tiny prior has random text embeddings"
     return "a photography of a scene", "generic (no --prompt, no blip_rst.txt)"
 
+# %% ../nbs/20_run.ipynb #89b810e8
 def prior_label(cfg: TrainConfig, # the run's config
                 prior=None, # the loaded prior, if any (its own label wins)
                ) -> str:
@@ -274,6 +281,7 @@ def load_run_prior(cfg: TrainConfig, device: torch.device, prompt: str):
         return load_demo_prior(device=device, prompt=prompt)
     return load_prior(PriorConfig(device=str(device), prompt=prompt, local_files_only=hub_offline()))
 
+# %% ../nbs/20_run.ipynb #c20ed582
 def load_run_depth_model(cfg: TrainConfig, device: torch.device) -> MonoDepth:
     "The frozen monocular depth model of `cfg.depth_model`, at `depth_reg.input_size`."
     if cfg.depth_model == "tiny": return tiny_depth_model(input_size=tuple(cfg.depth_reg.input_size)).to(device)
@@ -289,6 +297,7 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"device={device!r} but CUDA is not available on this machine; use --device cpu (or auto)")
     return torch.device(device)
 
+# %% ../nbs/20_run.ipynb #a3f40388
 def load_scene_and_split(d: DataConfig) -> tuple[SceneData, Split]:
     "Load the scene folder (ipsm.data) and its sparse split; the demo scene is generated on first use."
     path = Path(d.data_dir).expanduser()
@@ -299,7 +308,7 @@ def load_scene_and_split(d: DataConfig) -> tuple[SceneData, Split]:
     scene = load_scene(path, factor=d.factor)
     return scene, sparse_split(scene, n_views=d.n_views, test_every=d.test_every)
 
-# %% ../nbs/20_run.ipynb #a3f40388
+# %% ../nbs/20_run.ipynb #52feedf2
 def _frozen_models(cfg: TrainConfig, device, train_images, train_names):
     "(depth model, mono depths of the training views, prior, prompt, prompt source), each None when unused."
     w, depth_model, mono, prior = loss_weights(cfg), None, None, None
@@ -310,10 +319,12 @@ def _frozen_models(cfg: TrainConfig, device, train_images, train_names):
     if w["ipsm_r1"] or w["ipsm_r2"] or w["sds"]: prior = load_run_prior(cfg, device, prompt)
     return depth_model, mono, prior, prompt, source
 
+# %% ../nbs/20_run.ipynb #2204a78b
 def setup_run(cfg: TrainConfig, # a resolved, validated config with its `result_dir`
               load_models: bool = True, # False: no prior / depth model (eval, render)
              ) -> Run:
     "Load the scene, the split, the frozen models and the strategy of a run."
+    if load_models: check_run_models(cfg)  # before anything slow: a fresh machine learns at once what it lacks
     device = resolve_device(cfg.device)
     scene, split = load_scene_and_split(cfg.data)
     policy = kind_policy(scene, cfg)
@@ -323,7 +334,6 @@ def setup_run(cfg: TrainConfig, # a resolved, validated config with its `result_
     train_images, test_images = imgs[tr].float(), imgs[te].float()
     l1_targets = torch.stack([im * (~dtu_background_mask(im))[..., None] for im in train_images]) if policy.bg_prior else train_images
     masks = torch.as_tensor(np.asarray(scene.masks))[te] if policy.eval_masks else None
-    if load_models: check_run_models(cfg)
     names = [scene.image_names[i] for i in tr]
     depth_model, mono, prior, prompt, source = _frozen_models(cfg, device, train_images, names) if load_models else (None,) * 3 + scene_prompt(cfg)
     out = Path(cfg.result_dir); out.mkdir(parents=True, exist_ok=True)
@@ -341,6 +351,7 @@ def make_pool(run: Run) -> PseudoViewPool:
     pool._device = run.device  # ADAPTER: the pool's public device once helper "data"'s change is merged
     return pool
 
+# %% ../nbs/20_run.ipynb #f70af8f9
 def pool_from_state(run: Run, sd: Optional[dict]) -> Optional[PseudoViewPool]:
     "Rebuild a checkpointed pool (None stays None)."
     if sd is None: return None
@@ -349,6 +360,7 @@ def pool_from_state(run: Run, sd: Optional[dict]) -> Optional[PseudoViewPool]:
     pool.load_state_dict(sd); pool._device = run.device
     return pool
 
+# %% ../nbs/20_run.ipynb #7e32904d
 def pool_pop(pool: PseudoViewPool, gen: torch.Generator) -> tuple[Cameras, int]:
     "Pop one random (pseudo camera, source training-view index) pair with the trainer's generator."
     if pool is None: raise RuntimeError("this run has no pseudo-view pool (no pseudo-view term was on when it started)")
@@ -368,6 +380,7 @@ def _init_splats(run: Run) -> torch.nn.ParameterDict:
         run.init = {"method": pc.method, "points": len(pc)} | {k: v for k, v in pc.info.items() if isinstance(v, (str, int, float, bool))}
     return init_from_points(pts, rgb, run.cfg.model, device=run.device)
 
+# %% ../nbs/20_run.ipynb #e6c40b6a
 def init_state(run: Run) -> TrainState:
     "Seed every RNG, then build the initial Gaussians, their optimizers, the strategy state and the pseudo-view pool."
     cfg = run.cfg
@@ -378,29 +391,6 @@ def init_state(run: Run) -> TrainState:
     pool = make_pool(run) if uses_pseudo_views(cfg) else None
     return TrainState(step=0, splats=splats, optimizers=opts, strategy_state=run.strategy.initialize_state(scene_scale=run.extent),
                       pool=pool, gen=gen)
-
-# %% ../nbs/20_run.ipynb #e62d768f
-_OUTPUTS = ("cfg.yml", "ckpts", "stats", "renders", "test", "results.json", "per_view.json", "ply", "videos")
-
-def holds_run(d: Path) -> bool:
-    "True when folder `d` has anything but the point-cloud cache `init/`."
-    return Path(d).is_dir() and any(p.name != "init" for p in Path(d).iterdir())
-
-def run_dir(cfg: TrainConfig) -> Path:
-    "The run folder of `cfg`; raise when it already holds a run and neither --resume nor --overwrite says what to do."
-    if cfg.result_dir is None and cfg.resume: return Path(cfg.resume).resolve().parent.parent
-    if cfg.result_dir is None:
-        d = load_settings().results_root / Path(cfg.data.data_dir).name / cfg.preset
-        return d.with_name(f"{d.name}-{time.strftime('%Y%m%d-%H%M%S')}") if holds_run(d) else d
-    d = Path(cfg.result_dir)
-    if holds_run(d) and not cfg.resume:
-        if not cfg.overwrite:
-            raise FileExistsError(f"{d} already holds a run; continue it with --resume {d}/ckpts/ckpt_<step>.pt, "
-                                  f"replace it with --overwrite, or pass another --result-dir")
-        for name in _OUTPUTS + tuple(p.name for p in d.glob("eval_step*.json")):
-            p = d / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    return d
 
 # %% ../nbs/20_run.ipynb #088bd24b
 def package_versions() -> dict:
@@ -414,14 +404,17 @@ def package_versions() -> dict:
     except Exception: v["git"] = None
     return v
 
+# %% ../nbs/20_run.ipynb #872b50cc
 def split_info(run: Run) -> dict:
     "Train / test image names and the split protocol."
     return {"train": list(run.split.train_names), "test": list(run.test_names), "protocol": run.split.protocol}
 
+# %% ../nbs/20_run.ipynb #56ba203b
 def run_record(run: Run) -> dict:
     "What guided the run: prior label, prompt and its source, initialisation (recorded in cfg.yml and results.json)."
     return {"prior": prior_label(run.cfg, run.prior), "prompt": run.prompt, "prompt_source": run.prompt_source, "init": dict(run.init)}
 
+# %% ../nbs/20_run.ipynb #99b8e5dc
 def write_run_config(run: Run, resumed: Optional[dict] = None) -> Path:
     "Write `<run>/cfg.yml`: resolved config, scene, split, prior, prompt, init, versions (and what a resume changed)."
     d = {"config": config_to_dict(run.cfg), **run_record(run),
@@ -469,6 +462,7 @@ def config_changes(old: dict, # a checkpoint's config (`config_to_dict`)
     now, then = flat_dict(config_to_dict(cfg)), flat_dict(old)
     return {k: [then.get(k), now.get(k)] for k in sorted(now.keys() | then.keys()) if now.get(k) != then.get(k) and k not in _IGNORED_ON_RESUME}
 
+# %% ../nbs/20_run.ipynb #7631afd5
 def load_checkpoint(run: Run, # a run set up with the checkpoint's config
                     path, # the checkpoint file
                    ) -> TrainState:

@@ -41,6 +41,7 @@ def find_settings(start=None, # folder to start from (default: the current direc
             if cp.has_section('ipsm'): return f
     return None
 
+# %% ../nbs/01_settings.ipynb #763d1d8f
 def _resolve(key, value, base: Path):
     if key in _PATH_KEYS:
         p = Path(os.path.expanduser(str(value)))
@@ -51,6 +52,7 @@ def _resolve(key, value, base: Path):
         return str(q.resolve()) if q.exists() else str(value)
     return str(value)
 
+# %% ../nbs/01_settings.ipynb #7e03b0aa
 def load_settings(path=None, # a settings.ini; default: found by walking up from the current directory
                   **overrides, # keyword overrides (e.g. from CLI flags); None values are ignored
                  ) -> Settings:
@@ -99,10 +101,12 @@ class ModelNeed:
     files: tuple = ('config.json',) # files a complete copy holds, relative to the folder / repo
     fix: str = '' # flags that avoid needing it, e.g. '--prior tiny, or --no-ipsm'
 
+# %% ../nbs/01_settings.ipynb #0beb7214
 def hub_offline() -> bool:
     "True when the Hugging Face hub must not be contacted (HF_HUB_OFFLINE=1, as huggingface_hub reads it)."
     return os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on')
 
+# %% ../nbs/01_settings.ipynb #afa1a7b0
 def is_local_location(location: str) -> bool:
     "A filesystem path (exists, or starts with . / ~, or is not of the hub form 'owner/name')."
     return Path(location).expanduser().exists() or location.startswith(('.', '/', '~')) or location.count('/') != 1
@@ -127,6 +131,7 @@ def model_status(location: str, # local folder or hub id
 class ModelsMissingError(FileNotFoundError):
     "Some model weights a run needs are not available; the message lists all of them and their fixes."
 
+# %% ../nbs/01_settings.ipynb #87bfd9e1
 def missing_models_message(missing: list, # [(ModelNeed, why)] of the missing models
                           ) -> str:
     "One message naming every missing model, its settings.ini key / env var and the flags that avoid it."
@@ -137,6 +142,7 @@ def missing_models_message(missing: list, # [(ModelNeed, why)] of the missing mo
                      f"folder or a cached hub id" + (f"; or {need.fix}" if need.fix else "") + ".")
     return "\n".join(lines)
 
+# %% ../nbs/01_settings.ipynb #9fab8138
 def check_models(needs: list, # ModelNeed items
                  notes: list | None = None, # collects the 'will be downloaded' explanations
                 ) -> list: # the needs that are available (ok or downloadable)
