@@ -253,6 +253,8 @@ def scene_prompt(cfg: TrainConfig, # prompt, prior, data_dir
                  train_names=(), # their image names
                 ) -> tuple[str, str]: # (prompt, its source)
     "The caption given to the prior and where it came from."
+    w = loss_weights(cfg)
+    if cfg.prior == "none" or not (w["ipsm_r1"] or w["ipsm_r2"] or w["sds"]): return "", "unused: no prior"
     if cfg.prompt: return cfg.prompt, "--prompt"
     if _prompt_file(cfg).is_file(): return _prompt_file(cfg).read_text().strip().split(":")[-1].strip(), "blip_rst.txt"
     if cfg.prior == "sd" and train_images is not None:
@@ -377,7 +379,8 @@ def _init_splats(run: Run) -> torch.nn.ParameterDict:
     else:
         pc = init_points(sc, list(run.split.train), run.cfg.init, cache_dir=run.out / "init")
         pts, rgb = torch.as_tensor(pc.points), torch.as_tensor(pc.colors)
-        run.init = {"method": pc.method, "points": len(pc)} | {k: v for k, v in pc.info.items() if isinstance(v, (str, int, float, bool))}
+        run.init = {"method": pc.method, "points": len(pc)} | {k: v for k, v in pc.info.items()
+                                                               if isinstance(v, (str, int, float, bool)) and not k.startswith("t_")}  # no timings
     return init_from_points(pts, rgb, run.cfg.model, device=run.device)
 
 # %% ../nbs/20_run.ipynb #e6c40b6a
