@@ -100,7 +100,7 @@ def train_main(args: Optional[Sequence[str]] = None, # command line without the 
     if hist.interrupted: return 130
     last = hist.evals[max(hist.evals)] if hist.evals else {}
     m = ", ".join(f"{k.upper()} {v:.4g}" for k, v in last.items() if k != "num_GS")
-    print(f"done in {fmt_num(time.time() - t0)} s ({hist.elapsed / max(hist.steps[-1] if hist.steps else 1, 1):.3f} s/step); "
+    print(f"done in {fmt_num(round(time.time() - t0))} s ({hist.elapsed / max(hist.steps[-1] if hist.steps else 1, 1):.3f} s/step); "
           f"results in {hist.run_dir}: {m}, {fmt_num(last.get('num_GS', 0))} Gaussians")
     return 0
 
