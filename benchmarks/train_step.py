@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seconds per training step on CPU, term by term: what IPSM, the depth terms and L_geo add to a 3DGS step.
 
-One step = `ipsm.train.compute_losses` (render a training view; inside the pseudo window also render a
+One step = `ipsm.losses.compute_losses` (render a training view; inside the pseudo window also render a
 pseudo view and its source view's depth, warp, and the enabled pseudo-view terms) + `backward()` + Adam
 (`optimizer_step`); densification is left out so every configuration times the same Gaussians. The step
 index sits inside the pseudo window after the IPSM warm-up (step 2600 of the llff-3view schedule), so
@@ -12,6 +12,7 @@ benchmarks/prior.py for the full-size UNet cost).
 
     python benchmarks/train_step.py --ckpt results/real_scenes/fern_base_s0/ckpts/ckpt_2000.pt
     python benchmarks/train_step.py --data-dir data/demo --preset demo      # the embedded scene
+    python benchmarks/train_step.py --preset smoke --reps 1                  # seconds: checks the script runs
 
 Start from a trained checkpoint (`--ckpt`) to time a realistic number of Gaussians; without it the
 3-view initial point cloud is used. Each configuration runs in its own process (its own peak RSS).
@@ -32,22 +33,21 @@ CONFIGS = {  # name: (ipsm, depth, geo)
 def run_one(name, a):
     import torch
     torch.set_num_threads(a.threads)
-    from ipsm.train import (preset_config, adjust_steps, validate, setup_run, init_state, compute_losses,
-                            optimizer_step, read_checkpoint, make_optimizers)
+    from ipsm.config import preset_config, resolve_config
+    from ipsm.run import setup_run, init_state, read_checkpoint
+    from ipsm.losses import compute_losses, optimizer_step
+    from ipsm.gaussians import make_optimizers
     ipsm, depth, geo = CONFIGS[name]
-    cfg = preset_config(a.preset)
-    cfg.ipsm, cfg.depth, cfg.geo, cfg.sds = ipsm, depth, geo, False
-    cfg.prior, cfg.depth_model = "tiny", "tiny"
+    cfg = preset_config(a.preset, ipsm=ipsm, depth=depth, geo=geo, sds=False, prior="tiny", depth_model="tiny", result_dir=a.out)
     if a.data_dir: cfg.data.data_dir = a.data_dir
-    cfg.result_dir = a.out
-    cfg = validate(adjust_steps(cfg))
+    cfg = resolve_config(cfg)
     run = setup_run(cfg)
     state = init_state(run)
     if a.ckpt:
         ck = read_checkpoint(a.ckpt)
         state.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v.to(run.device)) for k, v in ck["splats"].items()})
         state.optimizers = make_optimizers(state.splats, cfg.optim, scene_extent=run.extent)
-    step = cfg.pseudo.start + cfg.score.warmup_steps + 100
+    step = min(cfg.pseudo.start + cfg.score.warmup_steps + 100, cfg.pseudo.end - 1)  # inside the window, after the warm-up
     assert cfg.pseudo.start < step < cfg.pseudo.end
     times, terms = [], None
     for i in range(a.reps + 1):

@@ -1,4 +1,4 @@
-"""The console scripts on the demo scene shrunk to a few steps, and their error paths.
+"""The console scripts on the `smoke` preset (12 steps on the demo scene, every phase and term once), and their error paths.
 
 `ipsm-train`, `ipsm-eval`, `ipsm-render`, `ipsm-export` are called in-process through their
 `*_main(args)` functions (exactly what the console scripts call) and once as real executables.
@@ -10,19 +10,9 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 from ipsm import cli
-from ipsm.train import preset_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
-
-# the demo preset shrunk to 12 steps: every phase (densification, pseudo views, opacity reset,
-# eval, two checkpoints) happens once; low test-view count so LPIPS stays cheap
-SMALL = ["--steps-scaler", "1", "--max-steps", "12", "--pseudo.start", "4", "--pseudo.end", "11",
-         "--score.warmup-steps", "2", "--strategy.refine-start-iter", "3", "--strategy.refine-every", "5",
-         "--strategy.unpool-stop-iter", "6", "--strategy.prune-from-iter", "3", "--strategy.reset-start", "7",
-         "--sh-degree-interval", "4",
-         "--eval-steps", "12", "--save-steps", "6", "12", "--log-every", "2", "--max-test-views", "1",
-         "--pseudo.pool-size", "50"]
 
 def _main(fn, args, capsys):
     "Run a `*_main`, return (exit code, stdout, stderr)."
@@ -33,11 +23,9 @@ def _main(fn, args, capsys):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    "One shrunk `ipsm-train demo` run shared by the eval/render/export tests."
-    out = tmp_path_factory.mktemp("run") / "demo"
-    # every term on, with the tiny random prior and depth model at small working sizes
-    code = cli.train_main(["demo", "--data-dir", str(DEMO), "--result-dir", str(out), *SMALL, "--ipsm", "--depth",
-                           "--score.size", "64", "--depth-reg.input-size", "96", "128"])
+    "One `ipsm-train smoke` run (every term on, tiny random prior and depth model) shared by the eval/render/export tests."
+    out = tmp_path_factory.mktemp("run") / "smoke"
+    code = cli.train_main(["smoke", "--data-dir", str(DEMO), "--result-dir", str(out)])
     assert code == 0
     return out
 
@@ -71,7 +59,7 @@ def test_eval_render_export(trained, capsys):
     assert {"x", "f_dc_0", "opacity", "scale_0", "rot_0"} <= set(v.data.dtype.names)
 
 def test_help_shows_field_comments(capsys):
-    code, out, _ = _main(cli.train_main, ["demo", "--help"], capsys)
+    code, out, _ = _main(cli.train_main, ["smoke", "--help"], capsys)
     assert code == 0
     assert "number of training steps" in out and "--no-ipsm" in out and "--data-dir" in out
 
@@ -80,15 +68,15 @@ def test_bad_preset(capsys):
     assert code == 2 and "llff-3view" in out + err
 
 def test_bad_override(capsys):
-    code, out, err = _main(cli.train_main, ["demo", "--max-stepz", "3"], capsys)
+    code, out, err = _main(cli.train_main, ["smoke", "--max-stepz", "3"], capsys)
     assert code == 2 and "--max-steps" in out + err
 
 def test_invalid_value(capsys, tmp_path):
-    code, out, err = _main(cli.train_main, ["demo", "--loss.lambda-l1", "-1", "--result-dir", str(tmp_path)], capsys)
+    code, out, err = _main(cli.train_main, ["smoke", "--loss.lambda-l1", "-1", "--result-dir", str(tmp_path)], capsys)
     assert code == 2 and "lambda_l1 must be" in err
 
 def test_prior_none_with_ipsm(capsys, tmp_path):
-    code, out, err = _main(cli.train_main, ["demo", "--ipsm", "--prior", "none", "--result-dir", str(tmp_path)], capsys)
+    code, out, err = _main(cli.train_main, ["smoke", "--ipsm", "--prior", "none", "--result-dir", str(tmp_path)], capsys)
     assert code == 2 and "--no-ipsm" in err
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "images_only"])
@@ -97,7 +85,7 @@ def test_wrong_data_dir(capsys, tmp_path, layout):
     if layout != "missing": d.mkdir()
     if layout == "images_only":
         (d / "images").mkdir(); shutil.copy(next((DEMO).rglob("*.png")), d / "images" / "a.png")
-    code, out, err = _main(cli.train_main, ["base", "--data-dir", str(d), "--result-dir", str(tmp_path / "r"), *SMALL], capsys)
+    code, out, err = _main(cli.train_main, ["smoke", "--data-dir", str(d), "--result-dir", str(tmp_path / "r")], capsys)
     assert code == 2, err
     assert str(d.name) in err and "--data-dir" in err or "poses_bounds" in err, err
 

@@ -21,7 +21,12 @@ CALLS = {
     "regularizers": "import torch; a = torch.rand(100); assert abs(float(m.pearson_corr(a, 2 * a + 1)) - 1) < 1e-4",
     "diffusion": "s = m.sd_scheduler(); assert s.config.num_train_timesteps == 1000",
     "score": "assert m.linear_warmup(2250, 2000, 500) == 0.5",
-    "train": "c = m.adjust_steps(m.preset_config('llff-3view', **{'schedule.steps_scaler': 0.1})); assert c.schedule.max_steps == 1000",
+    "config": "c = m.adjust_steps(m.preset_config('llff-3view', **{'schedule.steps_scaler': 0.1})); assert c.schedule.max_steps == 1000",
+    "run": "assert m.fmt_num(17088) == '17,088' and m.prior_label(__import__('ipsm.config').config.preset_config('base')) == 'no prior'",
+    "losses": "from ipsm.config import preset_config; assert m.weights_at(preset_config('llff-3view'), 2250)['ipsm_r2'] == 1.0",
+    "evaluate": "assert callable(m.eval_step)",
+    "inference": "import torch; from ipsm.cameras import Cameras, look_at; c = Cameras(torch.linalg.inv(torch.stack([look_at([x, 0., -3.], [0., 0., 0.]) for x in (-.5, 0., .5)])), torch.eye(3), 8, 8); assert m.camera_path(c, 'interp', 5).shape == (5, 4, 4)",
+    "train": "assert callable(m.train) and m.LivePlot(every=2).every == 2",
     "cli": "c = m.parse_train_args(['base', '--max-steps', '7']); assert c.schedule.max_steps == 7 and not c.ipsm",
 }
 
@@ -34,4 +39,4 @@ def test_module_imports_and_runs(name):
 
 def test_every_notebook_module_is_listed():
     "Each module exported from a notebook exists as a file (nbdev-export ran)."
-    assert {"train", "cli"} <= set(MODULES), MODULES
+    assert {"config", "run", "losses", "evaluate", "inference", "train", "cli"} <= set(MODULES), MODULES
