@@ -39,12 +39,14 @@ PAPER = {"base": "19.00 / 0.625 / 0.254 / 0.125", "+ SDS": "18.80 / 0.647 / 0.26
 # this context is active, `ipsm.train.setup_run`'s call of `tiny_prior(device=...)` returns the demo prior
 # instead. When the trainer gets prior='demo' (it calls ipsm.demo_prior.load_demo_prior), replace this by
 # `prior='demo'` in `config()` and delete the context manager.
+PRIOR_PATH = None   # --prior: another demo-prior folder (default data/demo_prior)
+
 @contextlib.contextmanager
 def demo_prior_injected():
     import ipsm.train as T
     from ipsm.demo_prior import load_demo_prior
     orig = T.tiny_prior
-    T.tiny_prior = lambda device="cpu", **kw: load_demo_prior(device=str(device))
+    T.tiny_prior = lambda device="cpu", **kw: load_demo_prior(device=str(device), path=PRIOR_PATH)
     try: yield
     finally: T.tiny_prior = orig
 # ------------------------------------------------------------------------------------------------------
@@ -145,6 +147,28 @@ def plot_crops(rows, seed, out, path, half=(30, 22)):
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 
+def step_cost(ckpt: Path, reps: int = 8) -> list:
+    "Seconds (wall and process CPU) of one demo training step inside the pseudo window, per row, on trained Gaussians."
+    from ipsm.train import adjust_steps, compute_losses, init_state, make_optimizers, optimizer_step, read_checkpoint, setup_run, validate
+    ck, lines = read_checkpoint(ckpt), ["| row | s/step wall (median) | CPU s/step (median) | x base (CPU) | Gaussians | load |", "|---|---|---|---|---|---|"]
+    base = None
+    for row in ROWS:
+        cfg = validate(adjust_steps(config(row, 0, ROOT / "results" / "table3_demo" / "_step_cost", {}, 10_000)))
+        with demo_prior_injected(): run = setup_run(cfg)
+        st = init_state(run)
+        st.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ck["splats"].items()})
+        st.optimizers = make_optimizers(st.splats, cfg.optim, scene_extent=run.extent)
+        step, wall, cpu = cfg.pseudo.start + cfg.score.warmup_steps + 10, [], []
+        for i in range(reps + 1):
+            t0, c0 = time.perf_counter(), time.process_time()
+            losses, _ = compute_losses(run, st, step); losses["loss"].backward(); optimizer_step(run, st, step)
+            if i: wall.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+        w, c = statistics.median(wall), statistics.median(cpu); base = base or c
+        lines.append(f"| {row} | {w:.3f} | {c:.3f} | {c / base:.1f} | {len(st.splats['means']):,} | {os.getloadavg()[0]:.1f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -153,10 +177,15 @@ def main():
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides path=value, e.g. score.lambda_ipsm_r2=1.0")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--prior", default=None, help="demo-prior folder (default: data/demo_prior)")
+    ap.add_argument("--step-cost", action="store_true", help="time one step per row on the base seed-0 Gaussians, train nothing")
     ap.add_argument("--figures", default=str(ROOT / "benchmarks" / "figures"))
     a = ap.parse_args()
     torch.set_num_threads(2)
+    global PRIOR_PATH; PRIOR_PATH = a.prior
     ov = dict(s.split("=", 1) for s in a.set)
+    if a.step_cost:
+        print("\n".join(step_cost(run_dir(a.out, "base", 0) / "ckpts" / "ckpt_1000.pt"))); return
     if not a.table_only:
         for row in a.rows:
             for s in a.seeds:

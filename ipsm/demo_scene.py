@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 from .cameras import Cameras, look_at, make_K, opencv_to_llff, camera_rays
+from .data import llff_split
 
 # %% auto #0
 __all__ = ['DEMO_SEED', 'DEMO_LIGHT', 'DEMO_PRIMITIVES', 'DEMO_DIR', 'raycast', 'value_noise', 'shade', 'render_demo',
