@@ -177,10 +177,10 @@ def show_family(scenes:list, # FamilyScene objects
     "A grid of family scenes, each titled with its caption (wrapped)."
     import matplotlib.pyplot as plt, textwrap
     nrows = -(-len(scenes) // ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(width, width / ncols * 0.95 * nrows), dpi=80, squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(width, width / ncols * 1.05 * nrows), dpi=50, squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for ax, s in zip(axs.flat, scenes):
         rgb, _ = s.render(s.cameras()[[view]], supersample=1)
-        ax.imshow(rgb[0]); ax.set_title(textwrap.fill(('DEMO (held out): ' if s.seed < 0 else f'#{s.seed}: ') + s.caption, 34), fontsize=7)
+        ax.imshow(rgb[0]); ax.set_title(textwrap.fill(('DEMO (held out): ' if s.seed < 0 else f'#{s.seed}: ') + s.caption, 40), fontsize=8)
     fig.tight_layout()
     return fig
