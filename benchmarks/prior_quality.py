@@ -10,8 +10,9 @@ shows it, at its 64x64 working size:
     rendered by a base 3DGS trained on the demo scene (results/table3_demo/base_s0, from table3_demo.py),
     exactly as `ipsm.train.pseudo_step` builds them.
 Tables: one-step x0 PSNR of the plain prior eps_* at t = 250/500/750 (CFG 1 and 7.5) against the noisy input
-(x_t / sqrt(abar), i.e. eps_hat = 0) and the VAE ceiling; PSNR inside the repaint mask of a mean fill, OpenCV
-Telea and the prior's DDIM inpainting. Figure: benchmarks/figures/prior_samples.png.
+(x_t / sqrt(abar), i.e. eps_hat = 0) and the VAE ceiling; the one-step estimates IPSM uses (inpainter x0_phi given
+the inline prior vs plain x0_*, CFG 7.5, whole image and inside the repaint mask); PSNR inside the repaint mask of a
+mean fill, OpenCV Telea and the prior's 25-step DDIM inpainting. Figure: benchmarks/figures/prior_samples.png.
 
     python benchmarks/prior_quality.py [--n-scenes 16] [--figure PATH]
 """
@@ -66,6 +67,29 @@ def x0_table(prior, sets, ts=(250, 500, 750)):
         for t in ts:
             a, b = x0_quality(prior, imgs, t, 1.0), x0_quality(prior, imgs, t, 7.5)
             lines.append(f"| {name} ({len(imgs)}) | {t} | {a['vae']:.2f} | {a['noisy']:.2f} | {a['x0']:.2f} | {b['x0']:.2f} |")
+    return lines
+
+
+def ipsm_x0_table(prior, sets, ts=(250, 500, 750), guidance=7.5):
+    "What IPSM actually uses: one-step estimates of the inpainter (x0_phi, given the inline prior) vs the plain prior (x0_*)."
+    from ipsm.demo_prior import psnr, _sq
+    from ipsm.diffusion import decode_latents
+    from ipsm.score import ScoreConfig, ipsm_loss, predict_x0
+    lines = [f"| views | t | x0_phi (inpainter, CFG {guidance:g}): all px | in the repaint mask | x0_* (plain, CFG {guidance:g}): all px | in the repaint mask |",
+             "|---|---|---|---|---|---|"]
+    for name, tr in sets.items():
+        for t in ts:
+            r = {k: [] for k in ("phi", "phi_in", "sd", "sd_in")}
+            for k, (truth, warped, mask) in enumerate(tr):
+                o = ipsm_loss(prior, truth, warped, mask, ScoreConfig(sample_mode="mode", guidance_scale=guidance),
+                              torch.Generator().manual_seed(k), t=torch.tensor([t]))
+                ref, m = _sq(truth[None], 64)[0], o["mask_full"][0, 0] > 0.5
+                for key, eps in (("phi", o["eps_phi"]), ("sd", o["eps_sd"])):
+                    with torch.no_grad(): im = decode_latents(prior, predict_x0(prior, o["x_t"], eps, o["t"]))[0]
+                    r[key].append(psnr(im, ref))
+                    if m.sum() >= 12: r[key + "_in"].append(psnr(im, ref, m))
+            f = lambda v: f"{statistics.mean(v):.2f}" if v else "-"
+            lines.append(f"| {name} ({len(tr)}) | {t} | {f(r['phi'])} | {f(r['phi_in'])} | {f(r['sd'])} | {f(r['sd_in'])} |")
     return lines
 
 
@@ -130,6 +154,7 @@ def main():
     if real: sets["demo, real IPSM masks (base 3DGS depth)"] = real
     print(f"## {prior.label}\n")
     print("\n".join(x0_table(prior, {k: v for k, v in sets.items() if "real" not in k})), "\n")
+    print("\n".join(ipsm_x0_table(prior, sets)), "\n")
     lines, ex = inpaint_table(prior, sets)
     print("\n".join(lines), "\n")
     Path(a.figure).parent.mkdir(parents=True, exist_ok=True)

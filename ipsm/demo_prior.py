@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_demo_prior.ipynb #ed20c1fc
 from __future__ import annotations
-import copy, hashlib, json, math, os, platform, resource, time
+import copy, hashlib, json, math, os, platform, resource, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -338,8 +338,7 @@ def save_demo_prior(out:Path, # folder to write (data/demo_prior)
     StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=sd_scheduler(),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(out / 'inpaint')
     plain_unet(unet).save_pretrained(out / 'sd' / 'unet')
-    (out / 'inpaint' / 'ipsm_prior.json').write_text(json.dumps(meta, indent=1) + '\n')
-    (out / 'training.json').write_text(json.dumps(record, indent=1) + '\n')
+    for f, d in ((out / 'inpaint' / 'ipsm_prior.json', meta), (out / 'training.json', record)): f.write_text(json.dumps(d, indent=1) + '\n')
     (out / 'SHA256SUMS').write_text(''.join(f'{h}  {p}\n' for p, h in file_hashes(out).items()))
     return out
 
@@ -374,10 +373,12 @@ def load_demo_prior(device:str='cpu', # 'cpu', 'cuda' or 'auto'
     root = Path(path) if path is not None else DEMO_PRIOR_DIR
     meta = _check_folder(root)
     if check: check_hashes(root)
-    kw = dict(inpaint_model=str(root / 'inpaint'), sd_model=str(root / 'sd'), device=device, dtype=dtype, local_files_only=True,
-              prompt=meta['default_prompt'] if prompt is None else prompt, suffix='', negative_prompt='')
-    names = set(PriorConfig.__dataclass_fields__)
-    prior = load_prior(PriorConfig(**{k: v for k, v in kw.items() if k in names}))
+    kw = dict(inpaint_model=str(root / 'inpaint'), sd_model=str(root / 'sd'), device=device, dtype=dtype, local_files_only=True, suffix='', negative_prompt='', prompt=meta['default_prompt'] if prompt is None else prompt)
+    from diffusers.utils import logging as dl; from transformers.utils import logging as tl   # no progress bars / timings in outputs
+    names, lv = set(PriorConfig.__dataclass_fields__), (dl.get_verbosity(), tl.get_verbosity())
+    for m in (dl, tl): m.set_verbosity_error(); m.disable_progress_bar()
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); prior = load_prior(PriorConfig(**{k: v for k, v in kw.items() if k in names}))
+    for m, v in zip((dl, tl), lv): m.set_verbosity(v); m.enable_progress_bar()
     prior.label, prior.size = meta['label'], int(meta['size'])
     return prior
 
@@ -409,11 +410,10 @@ def train_demo_prior(out:str|Path|None=None, # where to write (default: data/dem
     unet, unet_curve = train_unet(encode_dataset(vae, data, te, tok), mcfg, tcfg, tick('unet', 200)); lap('unet')
     meta = dict(label=DEMO_PRIOR_LABEL, size=mcfg.size, default_prompt=caption(demo_family_scene().prims),
                 note='trained by ipsm.demo_prior on the procedural scene family (ipsm.scene_family); the demo scene is held out')
-    record = dict(command=REGENERATE, data=asdict(data_cfg), model=asdict(mcfg), train=asdict(tcfg), n_samples=len(data['x0']),
-                  train_seeds=[0, data_cfg.n_scenes - 1], scaling_factor=vae.config.scaling_factor, times=times,
-                  total=dict(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1)), load_avg_1min=dict(
-                  min=min(loads), max=max(loads), mean=round(float(np.mean(loads)), 2)), cpus=os.cpu_count(), versions=_versions(),
-                  vae_l1_curve=vae_curve, unet_mse_curve=unet_curve)
+    record = dict(command=REGENERATE, data=asdict(data_cfg), model=asdict(mcfg), train=asdict(tcfg), n_samples=len(data['x0']), times=times,
+                  train_seeds=[0, data_cfg.n_scenes - 1], scaling_factor=vae.config.scaling_factor, cpus=os.cpu_count(), versions=_versions(),
+                  total=dict(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1)), vae_l1_curve=vae_curve, unet_mse_curve=unet_curve,
+                  load_avg_1min=dict(min=min(loads), max=max(loads), mean=round(float(np.mean(loads)), 2)))
     return save_demo_prior(out or DEMO_PRIOR_DIR, vae, unet, tok, te, meta, record)
 
 # %% ../nbs/17_demo_prior.ipynb #90e71055
