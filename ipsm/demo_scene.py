@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 from .cameras import Cameras, look_at, make_K, opencv_to_llff, camera_rays
+from .data import llff_split
 
 # %% auto #0
 __all__ = ['DEMO_SEED', 'DEMO_LIGHT', 'DEMO_PRIMITIVES', 'DEMO_DIR', 'raycast', 'value_noise', 'shade', 'render_demo',
@@ -37,7 +38,27 @@ def _prim_normal(prim):
     u, v = np.array(prim['u']), np.array(prim['v'])
     n = np.cross(v, u); return n / np.sqrt(_dot(n, n))
 
+def _box_frame(prim):
+    "The box's axes as rows [3, 3]: yaw = (c, s) turns x and z about the vertical y axis."
+    c, s = prim['yaw']
+    return np.array([[c, 0., s], [0., 1., 0.], [-s, 0., c]])
+
+def _hit_box(prim, o, d):
+    "Slab test in the box frame -> t [...], outward normal [..., 3] (world)."
+    R, c, h = _box_frame(prim), np.array(prim['center']), np.array(prim['half'])
+    ol = np.stack([_dot(o - c, R[k]) for k in range(3)], -1); dl = np.stack([_dot(d, R[k]) for k in range(3)], -1)
+    dl = np.where(np.abs(dl) < 1e-300, 1e-300, dl)
+    t1, t2 = (-h - ol) / dl, (h - ol) / dl
+    tn, tf = np.minimum(t1, t2), np.maximum(t1, t2)
+    t, far = tn.max(-1), tf.min(-1)
+    ok = (t <= far) & (t > 1e-9)
+    ax = tn.argmax(-1)
+    nl = -np.sign(np.take_along_axis(dl, ax[..., None], -1)) * (np.arange(3) == ax[..., None])
+    n = sum(nl[..., k:k + 1] * R[k] for k in range(3))
+    return np.where(ok, t, np.inf), n
+
 def _hit(prim, o, d): # o, d: [..., 3] float64 -> t [...], normal [..., 3]
+    if prim['kind'] == 'box': return _hit_box(prim, o, d)
     inf = np.full(d.shape[:-1], np.inf)
     if prim['kind'] in ('plane', 'rect'):
         p0 = np.array(prim.get('point', prim.get('center')))
@@ -96,26 +117,38 @@ def value_noise(p, # [..., 3] points
                 out = out + wt * L[(i[..., 0] + dx) % n, (i[..., 1] + dy) % n, (i[..., 2] + dz) % n]
     return out
 
+def _pattern(pr, p, n, L): # primitive, hit points [M, 3], normals [M, 3], lattice -> s [M] in [0, 1]
+    "The texture's mixing weight between colours A and B."
+    if pr['tex'] == 'checker' and pr['kind'] == 'box':   # in the box frame, over the two axes of each face
+        R = _box_frame(pr); q = (p - np.array(pr['center'])) @ R.T; nl = np.abs(n @ R.T)
+        keep = np.arange(3) != np.argmax(nl, -1)[:, None]
+        return (np.floor(q / pr['size']).astype(np.int64) * keep).sum(-1) % 2 * 1.0
+    if pr['tex'] == 'checker' and pr['kind'] == 'sphere':   # a solid 3D checker
+        return np.floor(p / pr['size']).astype(np.int64).sum(-1) % 2 * 1.0
+    if pr['tex'] == 'checker':   # over the two in-plane axes (the normal axis is constant up to rounding, which would flip parity)
+        ax = [a for a in range(3) if a != int(np.argmax(np.abs(_prim_normal(pr))))]
+        return (np.floor(p[:, ax] / pr['size']).astype(np.int64).sum(-1) % 2).astype(np.float64)
+    if pr['tex'] == 'stripes': return (np.floor(p[:, 1] / pr['size']).astype(np.int64) % 2).astype(np.float64)
+    if pr['tex'] == 'solid': return np.zeros(len(p))
+    return np.clip(0.65 * value_noise(p, pr['size'], L) + 0.35 * value_noise(p, 2 * pr['size'], L), 0, 1)
+
 def shade(points, # [..., 3] hit points
           normals, # [..., 3] unit normals
           prim_ids, # [...] primitive index per point (-1: background)
           prims=DEMO_PRIMITIVES, # the scene
+          lattice=None, # [n, n, n] noise lattice (default: the demo's)
+          light=DEMO_LIGHT, # [3] unit direction towards the light
          ) -> np.ndarray: # [..., 3] RGB in [0, 1]
-    "Lambertian colour of the demo scene's surfaces."
-    L = _lattice()
+    "Lambertian colour of the scene's surfaces (the demo's by default)."
+    L = _lattice() if lattice is None else lattice
     rgb = np.zeros(points.shape)
     for k, pr in enumerate(prims):
         m = prim_ids == k
         if not m.any(): continue
         p = points[m]
-        if pr['tex'] == 'checker':   # over the two in-plane axes (the normal axis is constant up to rounding, which would flip parity)
-            ax = [a for a in range(3) if a != int(np.argmax(np.abs(_prim_normal(pr))))]
-            s = (np.floor(p[:, ax] / pr['size']).astype(np.int64).sum(-1) % 2).astype(np.float64)
-        elif pr['tex'] == 'stripes': s = (np.floor(p[:, 1] / pr['size']).astype(np.int64) % 2).astype(np.float64)
-        else: s = np.clip(0.65 * value_noise(p, pr['size'], L) + 0.35 * value_noise(p, 2 * pr['size'], L), 0, 1)
-        s = 0.8 * s + 0.2 * value_noise(p, 9.0, L)   # a little fine-grained noise everywhere (texture for the splats to fit)
+        s = 0.8 * _pattern(pr, p, normals[m], L) + 0.2 * value_noise(p, 9.0, L)   # a little fine-grained noise everywhere (texture for the splats to fit)
         alb = np.array(pr['a']) * (1 - s[:, None]) + np.array(pr['b']) * s[:, None]
-        lam = np.maximum(0, _dot(normals[m], DEMO_LIGHT))
+        lam = np.maximum(0, _dot(normals[m], light))
         rgb[m] = alb * (0.35 + 0.65 * lam[:, None])
     return np.clip(rgb, 0, 1)
 
@@ -141,8 +174,10 @@ def _rays_np(cams: Cameras, offsets=((0.5, 0.5),)):
 def render_demo(cams: Cameras, # cameras to render (any pose, any size)
                 supersample: int = 2, # colour rays per pixel = supersample^2
                 prims=DEMO_PRIMITIVES, # the scene
+                lattice=None, # [n, n, n] noise lattice (default: the demo's)
+                light=DEMO_LIGHT, # [3] unit direction towards the light
                ) -> tuple[np.ndarray, np.ndarray]: # rgb [C, H, W, 3] float64 in [0,1], depth [C, H, W] camera z
-    "Ray-cast the demo scene: antialiased colour and exact pixel-centre depth."
+    "Ray-cast a scene (the demo's by default): antialiased colour and exact pixel-centre depth."
     (o, d, dz), = _rays_np(cams)
     t, _, _ = raycast(o, d, prims)
     depth = t * dz
@@ -152,7 +187,7 @@ def render_demo(cams: Cameras, # cameras to render (any pose, any size)
     for o, d, _ in _rays_np(cams, offs):
         t, n, k = raycast(o, d, prims)
         p = o + np.where(np.isfinite(t), t, 0)[..., None] * d
-        rgb = rgb + shade(p, n, k, prims)
+        rgb = rgb + shade(p, n, k, prims, lattice, light)
     return rgb / len(offs), depth
 
 # %% ../nbs/04_demo_scene.ipynb #8f18df32

@@ -13,9 +13,29 @@ import matplotlib.pyplot as plt
 
 from .diffusion import Prior, decode_latents
 from .score import ScoreConfig, ipsm_loss, sds_loss, predict_x0
+from .scene_family import demo_family_scene
+from .warp import warp_pseudo_view
 
 # %% auto #0
-__all__ = ['record_ipsm', 'show_step', 'guidance_viewer', 'optimise_image']
+__all__ = ['demo_pseudo_view', 'record_ipsm', 'show_step', 'guidance_viewer', 'optimise_image']
+
+# %% ../nbs/18_guidance_widget.ipynb #13117576
+def demo_pseudo_view(view:int=3, # demo rig view used as the pseudo view (between seen views 1 and 10)
+                     src:int=1, # seen (training) view warped into it
+                     ghost:float=0.5, # opacity lost by the ghost object in the stand-in render
+                     ghost_prim:int=4, # index into DEMO_PRIMITIVES of the ghost (4: the small yellow sphere)
+                    )->dict: # truth, render, warped [H, W, 3] float32; mask [H, W] bool (repaint); view, src
+    "Truth, a ghosted stand-in render, the warped seen view and the repaint mask of one demo view."
+    from PIL import Image
+    from ipsm.demo_scene import demo_scene_path, render_demo
+    s, root = demo_family_scene(), demo_scene_path(); rig = s.cameras()
+    img = lambda k: torch.from_numpy(np.array(Image.open(root / 'images' / f'image{k:03d}.png'))).float() / 255
+    depths = torch.from_numpy(np.load(root / 'depths.npy'))
+    without, _ = render_demo(rig[[view]], 2, [p for k, p in enumerate(s.prims) if k != ghost_prim])
+    truth = img(view)
+    render = (1 - ghost) * truth + ghost * torch.from_numpy(np.round(without[0] * 255) / 255).float()
+    w = warp_pseudo_view(img(src), depths[src], depths[view], rig.viewmats[src].float(), rig.viewmats[view].float(), rig.Ks[0].float())
+    return dict(truth=truth, render=render, warped=w.image, mask=w.mask_inpaint, view=view, src=src)
 
 # %% ../nbs/18_guidance_widget.ipynb #2838ef16
 def _np_img(x:torch.Tensor, size:int)->np.ndarray:
@@ -57,32 +77,37 @@ def record_ipsm(prior:Prior, # frozen priors (real or tiny)
 
 # %% ../nbs/18_guidance_widget.ipynb #05a84763
 _PANELS = ('render $x_0^j$', 'inline prior $M\\odot I^{i\\to j}$', 'repaint mask', '$x_t$ (decoded)',
-           '$\\hat x_0^\\phi$ (inpainting)', '$\\hat x_0^*$ (SD)', '|R1 grad|', '|R2 grad|')
+           '$\\hat x_0^\\phi$ (inpainting)', '$\\hat x_0^*$ (plain prior)', '|R1 grad|', '|R2 grad|')
 
 def show_step(record:dict, # output of `record_ipsm`
               i:int=0, # index into record['t']
-              figsize=(7, 3.8), # figure size in inches
+              figsize=(8, 4.6), # figure size in inches (8 in at 100 dpi: the notebook's width)
              )->plt.Figure: # 2 x 4 panels
     "Draw recorded step `i`: inputs (top) and predictions/gradients (bottom). Pure: reads `record` only."
     n = len(record['t'])
     if not 0 <= i < n: raise IndexError(f"step {i} out of range: the record has {n} timesteps (0..{n-1}).")
-    fig, axs = plt.subplots(2, 4, figsize=figsize, dpi=55)
+    fig, axs = plt.subplots(2, 4, figsize=figsize, dpi=100)
     ims = [record['rgb'], record['masked_image'], record['mask'], record['x_t'][i], record['x0_phi'][i],
            record['x0_sd'][i], record['grad_r1'][i], record['grad_r2'][i]]
     gmax = max(record['grad_r1'].max(), record['grad_r2'].max()) + 1e-12   # shared scale across steps
     for ax, im, title in zip(axs.flat, ims, _PANELS):
         if im.ndim == 2: ax.imshow(im, cmap='magma' if 'grad' in title else 'gray', vmin=0, vmax=gmax if 'grad' in title else 1)
         else: ax.imshow(im)
-        ax.set_title(title, fontsize=8); ax.axis('off')
+        ax.set_title(title, fontsize=10); ax.axis('off')
     fig.suptitle(f"t = {record['t'][i]}   w(t) = {record['w'][i]:.3f}   L_R1 = {record['loss_r1'][i]:.2e}   "
-                 f"L_R2 = {record['loss_r2'][i]:.2e}   [{record['label']}]", fontsize=8)
+                 f"L_R2 = {record['loss_r2'][i]:.2e}\n[{record['label']}]", fontsize=10)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/18_guidance_widget.ipynb #28080ce7
 def guidance_viewer(record:dict, # output of `record_ipsm`
+                    live:bool|None=None, # None: the slider when a Jupyter frontend is attached, else the static figure of step 0
                    ):
-    "An IntSlider over the recorded timesteps, drawing `show_step` (view only, no computation)."
+    "An IntSlider over the recorded timesteps drawing `show_step` (view only, no computation); static without a frontend."
+    if live is None:
+        from IPython import get_ipython
+        live = type(get_ipython()).__name__ == 'ZMQInteractiveShell'
+    if not live: return show_step(record, 0)
     from ipywidgets import IntSlider, interact
     def _draw(i): show_step(record, i); plt.show()
     return interact(_draw, i=IntSlider(0, 0, len(record['t']) - 1, 1, description='step'))
@@ -99,7 +124,7 @@ def optimise_image(prior:Prior, # frozen priors
                    lr:float=0.02, # Adam learning rate on the pixel logits
                    record_every:int=5, # keep a frame every N steps
                    seed:int=0, # RNG seed
-                  )->dict: # frames [K, H, W, 3], frame_steps [K], loss [steps], err [steps] (valid-warp pixels)
+                  )->dict: # frames [K, H, W, 3], frame_steps [K], loss [steps], err / err_repaint [steps] (valid-warp / repaint pixels)
     "Optimise an image's pixels with SDS or IPSM (code weights 0.2 / 2.0) and record frames and errors."
     if method not in ('sds', 'ipsm'): raise ValueError(f"method={method!r}: use 'sds' or 'ipsm'.")
     if method == 'ipsm' and (warped_rgb is None or mask is None):
@@ -108,7 +133,7 @@ def optimise_image(prior:Prior, # frozen priors
     logits = torch.logit(init_rgb.float().clamp(1e-3, 1 - 1e-3)).clone().requires_grad_()
     opt = torch.optim.Adam([logits], lr=lr)
     valid = ~mask if mask is not None else torch.ones(init_rgb.shape[:2], dtype=torch.bool)
-    frames, frame_steps, losses, errs = [], [], [], []
+    frames, frame_steps, losses, errs, errs_m = [], [], [], [], []
     for s in range(steps):
         rgb = torch.sigmoid(logits)
         if method == 'sds': loss = cfg.lambda_sds * sds_loss(prior, rgb, cfg, g)['loss_sds']
@@ -117,7 +142,8 @@ def optimise_image(prior:Prior, # frozen priors
             loss = cfg.lambda_ipsm_r1 * o['loss_ipsm_r1'] + cfg.lambda_ipsm_r2 * o['loss_ipsm_r2']
         opt.zero_grad(); loss.backward(); opt.step()
         losses.append(loss.item())
-        if target is not None: errs.append((rgb.detach() - target).abs()[valid].mean().item())
+        if target is not None:
+            e = (rgb.detach() - target).abs(); errs.append(e[valid].mean().item()); errs_m.append(e[~valid].mean().item() if (~valid).any() else 0.0)
         if s % record_every == 0 or s == steps - 1: frames.append(rgb.detach().numpy()); frame_steps.append(s)
     return dict(frames=np.stack(frames), frame_steps=np.asarray(frame_steps), loss=np.asarray(losses),
-                err=np.asarray(errs), method=method, label=prior.label)
+                err=np.asarray(errs), err_repaint=np.asarray(errs_m), method=method, label=prior.label)

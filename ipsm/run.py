@@ -22,7 +22,7 @@ import yaml
 
 from .settings import ModelNeed, ModelsMissingError, check_models, hub_offline, load_settings
 from .cameras import Cameras
-from .data import SceneData, Split, load_scene, sparse_split
+from .data import SceneData, Split, load_scene, scene_kind, sparse_split
 from .demo_scene import demo_scene_path
 from .gaussians import FSGSStrategy, init_from_points, make_optimizers, scene_extent, strategy_state_dict, load_strategy_state
 from .init import init_points
@@ -165,10 +165,9 @@ def kind_policy(scene, # ipsm.data.SceneData
                 cfg: TrainConfig, # the run's config (background.dtu_bg_prior)
                ) -> KindPolicy:
     "Every kind-dependent decision of the trainer, in one place."
-    # ADAPTER (until helper "data"'s kinds table is merged): switch to ipsm.data.scene_kind(scene.kind)
-    # (its pseudo-pose generator name, eval masks and background entries)
-    return KindPolicy(pool_kind=scene.kind if scene.kind in ("llff", "dtu") else "llff",
-                      eval_masks=scene.kind == "dtu" and scene.masks is not None, bg_prior=cfg.background.dtu_bg_prior)
+    kind = scene_kind(scene)  # the kind's row of ipsm.data.SCENE_KINDS
+    return KindPolicy(pool_kind=kind.pseudo_poses, eval_masks=kind.eval_masks and scene.masks is not None,
+                      bg_prior=kind.bg_prior and cfg.background.dtu_bg_prior)
 
 # %% ../nbs/20_run.ipynb #49cfb770
 @dataclass
@@ -287,9 +286,7 @@ def load_run_prior(cfg: TrainConfig, device: torch.device, prompt: str):
 def load_run_depth_model(cfg: TrainConfig, device: torch.device) -> MonoDepth:
     "The frozen monocular depth model of `cfg.depth_model`, at `depth_reg.input_size`."
     if cfg.depth_model == "tiny": return tiny_depth_model(input_size=tuple(cfg.depth_reg.input_size)).to(device)
-    m = load_depth_model(device=device)
-    m.input_size = tuple(cfg.depth_reg.input_size)  # ADAPTER: load_depth_model(..., input_size=) once helper "faith"'s change is merged
-    return m
+    return load_depth_model(device=device, input_size=tuple(cfg.depth_reg.input_size))
 
 # %% ../nbs/20_run.ipynb #d8dd4e14
 def resolve_device(device: str) -> torch.device:
@@ -349,25 +346,21 @@ def make_pool(run: Run) -> PseudoViewPool:
     "The authors' pseudo-pose pool (ipsm.pseudo_views) around the training views."
     p = run.cfg.pseudo.pool
     bounds = None if run.scene.bounds is None else torch.as_tensor(np.asarray(run.scene.bounds))[list(run.split.train)]
-    pool = PseudoViewPool(run.train_cams.to("cpu"), kind=run.policy.pool_kind, bounds=bounds, cfg=dataclasses.replace(p, seed=run.cfg.seed + p.seed))
-    pool._device = run.device  # ADAPTER: the pool's public device once helper "data"'s change is merged
-    return pool
+    return PseudoViewPool.generate(run.train_cams.to("cpu"), run.policy.pool_kind, bounds,
+                                   cfg=dataclasses.replace(p, seed=run.cfg.seed + p.seed), device=run.device)
 
 # %% ../nbs/20_run.ipynb #f70af8f9
 def pool_from_state(run: Run, sd: Optional[dict]) -> Optional[PseudoViewPool]:
     "Rebuild a checkpointed pool (None stays None)."
     if sd is None: return None
-    # ADAPTER: a public PseudoViewPool.from_state / load_state_dict that builds the pool, once helper "data"'s change is merged
-    pool = PseudoViewPool.__new__(PseudoViewPool); pool.generator = torch.Generator()
-    pool.load_state_dict(sd); pool._device = run.device
-    return pool
+    return PseudoViewPool.from_state_dict(sd, device=run.device)
 
 # %% ../nbs/20_run.ipynb #7e32904d
 def pool_pop(pool: PseudoViewPool, gen: torch.Generator) -> tuple[Cameras, int]:
     "Pop one random (pseudo camera, source training-view index) pair with the trainer's generator."
     if pool is None: raise RuntimeError("this run has no pseudo-view pool (no pseudo-view term was on when it started)")
     cam, src = pool.pop(generator=gen)
-    return cam.to(getattr(pool, "_device", "cpu")), src  # ADAPTER: pool.device
+    return cam, src  # cam is on pool.device
 
 # %% ../nbs/20_run.ipynb #e9833fd9
 def _init_splats(run: Run) -> torch.nn.ParameterDict:

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from .diffusion import Prior, encode_images, predict_noise
 
 # %% auto #0
-__all__ = ['ScoreConfig', 'sample_timestep', 'timestep_weight', 'add_noise', 'predict_x0', 'noisy_latents', 'grad_to_loss',
-           'sds_grad', 'sds_loss', 'inpaint_mask', 'inpaint_conditioning', 'ipsm_loss', 'linear_warmup']
+__all__ = ['ScoreConfig', 'working_size', 'sample_timestep', 'timestep_weight', 'add_noise', 'predict_x0', 'noisy_latents',
+           'grad_to_loss', 'sds_grad', 'sds_loss', 'inpaint_mask', 'inpaint_inputs', 'inpaint_conditioning',
+           'ipsm_loss', 'linear_warmup']
 
 # %% ../nbs/16_score.ipynb #383f0848
 @dataclass
@@ -33,14 +34,12 @@ class ScoreConfig:
     lambda_ipsm_r2: float = 2.0
     # weight of plain SDS in the paper's SDS baseline rows (code: sds_pseudo_weight)
     lambda_sds: float = 2.0
-    # step at which the prior terms switch on (start_sample_pseudo)
-    warmup_start: int = 2000
     # length of the linear warm-up of the prior terms, in steps
     warmup_steps: int = 500
     # VAE latent of the render: 'sample' (authors, diffusers default) | 'mode' (deterministic mean)
     sample_mode: str = 'sample'
-    # square working resolution of Stable Diffusion (latents are size/8)
-    size: int = 512
+    # square working resolution renders are resized to (latents are size / VAE factor); None = the prior's own `size` (SD 512, demo prior 64)
+    size: int|None = None
 
     def __post_init__(self):
         lo, hi = self.t_range
@@ -51,6 +50,14 @@ class ScoreConfig:
             raise ValueError(f"ScoreConfig.r2_sign={self.r2_sign!r}: use 'code' (released code) or 'paper' (Eq. 12).")
         if self.sample_mode not in ('sample', 'mode'):
             raise ValueError(f"ScoreConfig.sample_mode={self.sample_mode!r}: use 'sample' or 'mode'.")
+        if self.size is not None and self.size < 8:
+            raise ValueError(f"ScoreConfig.size={self.size}: use None (the prior's own working size) or a resolution >= 8, e.g. 512.")
+
+def working_size(prior:Prior, # the prior (its `size`: SD 512, demo prior 64)
+                 cfg:ScoreConfig, # `cfg.size` overrides it when set
+                )->int: # the square resolution renders are resized to
+    "cfg.size if set, else the prior's own working resolution (`Prior.size`; 512 = Stable Diffusion when absent)."
+    return int(cfg.size if cfg.size is not None else getattr(prior, 'size', 512))
 
 # %% ../nbs/16_score.ipynb #47872bf6
 def sample_timestep(prior:Prior, # gives T = num_train_timesteps
@@ -95,7 +102,7 @@ def noisy_latents(prior:Prior, # gives the VAE and the scheduler
                  )->tuple: # (latents x_0, t, eps, x_t), all without graph
     "The shared first half of SDS and IPSM: encode the render, draw t and eps, diffuse to x_t (Eq. 4)."
     with torch.no_grad():
-        latents = encode_images(prior, rgb, generator, cfg.sample_mode, cfg.size)
+        latents = encode_images(prior, rgb, generator, cfg.sample_mode, working_size(prior, cfg))
         t = sample_timestep(prior, cfg, generator) if t is None else t.to(prior.device).reshape(-1)
         if noise is None: noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         return latents, t, noise, add_noise(prior, latents, noise, t)
@@ -142,7 +149,7 @@ def sds_loss(prior:Prior, # frozen priors (uses vae + unet_sd)
             )->dict: # loss_sds (unweighted; multiply by cfg.lambda_sds) + everything of `sds_grad`
     "Plain SDS as a loss: 0.5 mean((z - sg(z - g))^2) on a fresh, differentiable encode of the render."
     out = sds_grad(prior, rgb, cfg, generator, t, noise)
-    z = encode_images(prior, _as_batch(rgb, 'rgb'), generator, cfg.sample_mode, cfg.size)
+    z = encode_images(prior, _as_batch(rgb, 'rgb'), generator, cfg.sample_mode, working_size(prior, cfg))
     if z.requires_grad: z.retain_grad()
     return dict(loss_sds=grad_to_loss(z, out['grad']), latents_grad=z, **out)
 
@@ -153,11 +160,21 @@ def inpaint_mask(mask_warp:torch.Tensor, # [H, W] bool, warp lands inside the so
     "The inpainter's mask of the authors' code: ~(mask_warp & mask_depth) (1 = repaint)."
     return ~(mask_warp.bool() & mask_depth.bool())
 
+def inpaint_inputs(warped_rgb:torch.Tensor, # [B, H, W, 3] warped seen view(s) I^{i->j} in [0, 1]
+                   mask_inpaint:torch.Tensor, # [B, H, W] bool, True = repaint
+                   size:int, # working resolution
+                  )->tuple: # mask_full [B, 1, size, size] in {0, 1}, masked_image [B, 3, size, size] in [-1, 1]
+    "The pixel half of the conditioning: bilinear resize, binarise the mask at 0.5, grey out the repaint region."
+    m = F.interpolate(mask_inpaint.float()[:, None], (size, size), mode='bilinear', align_corners=False)
+    m = (m >= 0.5).float()                                                          # diffusers' binarize
+    img = F.interpolate(warped_rgb.permute(0, 3, 1, 2).float(), (size, size), mode='bilinear', align_corners=False) * 2 - 1
+    return m, img * (m < 0.5)                                                       # keep valid warps, grey elsewhere
+
 def inpaint_conditioning(prior:Prior, # gives the VAE
                          warped_rgb:torch.Tensor, # [H, W, 3] warped seen view I^{i->j} in [0, 1]
                          mask_inpaint:torch.Tensor, # [H, W] bool, True = repaint (see `inpaint_mask`)
                          generator:torch.Generator|None=None, # RNG for the VAE sample
-                         size:int=512, # working resolution
+                         size:int|None=None, # working resolution (None: the prior's own `size`, 512 for SD)
                         )->dict: # extra [1,5,h,w], mask [1,1,h,w], masked_latents [1,4,h,w], mask_full, masked_image
     "The inpainting UNet's extra input channels: the repaint mask at latent size + the masked-image latent."
     warped = _as_batch(warped_rgb, 'warped_rgb')
@@ -167,10 +184,8 @@ def inpaint_conditioning(prior:Prior, # gives the VAE
         raise ValueError(f"mask_inpaint must be bool (True = repaint), got {mask_inpaint.dtype}; use inpaint_mask(mask_warp, mask_depth).")
     dev = prior.device
     with torch.no_grad():
-        m = F.interpolate(mask_inpaint.to(dev, torch.float32)[None, None], (size, size), mode='bilinear', align_corners=False)
-        m = (m >= 0.5).float()                                                      # diffusers' binarize
-        img = F.interpolate(warped.to(dev).permute(0, 3, 1, 2).float(), (size, size), mode='bilinear', align_corners=False) * 2 - 1
-        masked_image = img * (m < 0.5)                                              # keep valid warps, grey elsewhere
+        size = size or getattr(prior, 'size', 512)
+        m, masked_image = inpaint_inputs(warped.to(dev), mask_inpaint.to(dev)[None], size)
         f = prior.vae_scale_factor
         mask_lat = F.interpolate(m, (size // f, size // f))                         # prepare_mask_latents: nearest
         dist = prior.vae.encode(masked_image.to(prior.dtype)).latent_dist
@@ -192,14 +207,14 @@ def ipsm_loss(prior:Prior, # frozen priors
     rgb = _as_batch(rgb, 'rgb')
     with torch.no_grad():
         latents, t, noise, x_t = noisy_latents(prior, rgb, cfg, generator, t, noise)
-        cond = inpaint_conditioning(prior, warped_rgb, mask_inpaint, generator, cfg.size)
+        cond = inpaint_conditioning(prior, warped_rgb, mask_inpaint, generator, working_size(prior, cfg))
         eps_phi = predict_noise(prior.unet_inpaint, x_t, t, prior.embeds, cfg.guidance_scale, cond['extra'])
         eps_sd = predict_noise(prior.unet_sd, x_t, t, prior.embeds, cfg.guidance_scale)
         w = timestep_weight(prior, t, cfg)
         grad_r1 = torch.nan_to_num(w * (eps_phi - noise))
         grad_r2 = torch.nan_to_num(w * ((eps_phi - eps_sd) if cfg.r2_sign == 'code' else (eps_sd - eps_phi)))
-    z1 = encode_images(prior, rgb, generator, cfg.sample_mode, cfg.size)
-    z2 = encode_images(prior, rgb, generator, cfg.sample_mode, cfg.size)
+    z1 = encode_images(prior, rgb, generator, cfg.sample_mode, working_size(prior, cfg))
+    z2 = encode_images(prior, rgb, generator, cfg.sample_mode, working_size(prior, cfg))
     for z in (z1, z2):
         if z.requires_grad: z.retain_grad()
     return dict(loss_ipsm_r1=grad_to_loss(z1, grad_r1), loss_ipsm_r2=grad_to_loss(z2, grad_r2),
