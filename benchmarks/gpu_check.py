@@ -28,12 +28,11 @@ OUT = ROOT / 'benchmarks' / '_out'
 
 
 def trainer_api():
-    """The trainer's public API, imported in this one place.
-
-    The trainer is being split into modules; when that lands, fix the import here: `preset_config` and `train`,
-    and the module whose `setup_run` calls `load_prior` / `load_depth_model` (patched in `random_models`)."""
-    import ipsm.train as T
-    return T.preset_config, T.train, T
+    "The trainer's public API, imported in this one place: `preset_config`, `train`, and `ipsm.run`, whose `setup_run` calls `load_prior` / `load_depth_model` (patched in `random_models`)."
+    from ipsm.config import preset_config
+    from ipsm.train import train
+    import ipsm.run as R
+    return preset_config, train, R
 
 
 # ---------------------------------------------------------------- (a) gsplat vs the CPU renderer

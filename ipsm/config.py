@@ -322,8 +322,8 @@ def _check_weights(cfg, bad):
     for n, v in ((f.name, getattr(cfg.loss, f.name)) for f in dataclasses.fields(cfg.loss)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             bad(f"{n} must be a finite number >= 0, got {v!r}; 0 (or the --no-* switches) turns a term off")
-    # ADAPTER (until helper "prior" removes the weights from ipsm.score.ScoreConfig): the trainer reads the
-    # weights from `loss` only, so a changed score.lambda_* would silently do nothing
+    # ipsm.score.ScoreConfig keeps lambda_* for the standalone score API (16_score, the widget); the trainer
+    # reads every weight from `loss` only, so a changed score.lambda_* would silently do nothing: refuse it
     for n in ("lambda_ipsm_r1", "lambda_ipsm_r2", "lambda_sds"):
         if hasattr(cfg.score, n) and getattr(cfg.score, n) != getattr(ScoreConfig(), n):
             bad(f"score.{n} is not read by the trainer; set the weight with --loss.{n.replace('_', '-')} instead")

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['atomic_write', 'write_json', 'read_json', 'fmt_num', 'seed_everything', 'get_rng_state', 'set_rng_state', 'History',
-           'KindPolicy', 'kind_policy', 'Run', 'TrainState', 'model_needs', 'check_run_models', 'scene_prompt',
-           'prior_label', 'load_run_prior', 'load_run_depth_model', 'resolve_device', 'load_scene_and_split',
-           'setup_run', 'make_pool', 'pool_from_state', 'pool_pop', 'init_state', 'package_versions', 'split_info',
-           'run_record', 'write_run_config', 'save_checkpoint', 'read_checkpoint', 'config_changes', 'load_checkpoint']
+           'KindPolicy', 'kind_policy', 'test_masks', 'Run', 'TrainState', 'model_needs', 'check_run_models',
+           'run_prompt', 'prior_label', 'load_run_prior', 'load_run_depth_model', 'resolve_device',
+           'load_scene_and_split', 'setup_run', 'make_pool', 'pool_from_state', 'pool_pop', 'init_state',
+           'package_versions', 'split_info', 'run_record', 'write_run_config', 'save_checkpoint', 'read_checkpoint',
+           'config_changes', 'load_checkpoint']
 
 # %% ../nbs/20_run.ipynb #f5b5ba8f
 import dataclasses, errno, json, os, pickle, platform, random, re, shutil, subprocess, time, warnings
@@ -22,13 +23,14 @@ import yaml
 
 from .settings import ModelNeed, ModelsMissingError, check_models, hub_offline, load_settings
 from .cameras import Cameras
-from .data import SceneData, Split, load_scene, scene_kind, sparse_split
+from .data import SceneData, Split, load_dtu_masks, load_scene, scene_kind, sparse_split
 from .demo_scene import demo_scene_path
 from .gaussians import FSGSStrategy, init_from_points, make_optimizers, scene_extent, strategy_state_dict, load_strategy_state
 from .init import init_points
 from .pseudo_views import PseudoViewPool
 from .regularizers import MonoDepth, dtu_background_mask, tiny_depth_model, load_depth_model
-from .diffusion import Prior, PriorConfig, TINY_LABEL, load_prior, tiny_prior, caption_image
+from .diffusion import Prior, PriorConfig, TINY_LABEL, load_prior, tiny_prior, scene_prompt
+from .demo_prior import DEMO_PRIOR_DIR, load_demo_prior
 from .config import TrainConfig, DataConfig, config_to_dict, config_from_dict, flat_dict, loss_weights, uses_pseudo_views
 
 # %% ../nbs/20_run.ipynb #1addfb5c
@@ -169,6 +171,15 @@ def kind_policy(scene, # ipsm.data.SceneData
     return KindPolicy(pool_kind=kind.pseudo_poses, eval_masks=kind.eval_masks and scene.masks is not None,
                       bg_prior=kind.bg_prior and cfg.background.dtu_bg_prior)
 
+# %% ../nbs/20_run.ipynb #42127b7a
+def test_masks(scene, # ipsm.data.SceneData whose kind evaluates with object masks
+               test, # indices of the test views
+               factor: int, # the factor the scene was loaded at
+              ) -> torch.Tensor: # [T, H, W] masks for ipsm.metrics.evaluate
+    "The test views' object masks: DTU's soft masks (the authors' metrics_dtu.py composite), else the scene's own masks."
+    soft = load_dtu_masks(scene.path, factor) if scene.kind == "dtu" else None
+    return (soft[0] if soft is not None else torch.as_tensor(np.asarray(scene.masks)))[list(test)]
+
 # %% ../nbs/20_run.ipynb #49cfb770
 @dataclass
 class Run:
@@ -238,30 +249,32 @@ def check_run_models(cfg: TrainConfig):
     else: err = None
     w = loss_weights(cfg)
     if cfg.prior == "demo" and (w["ipsm_r1"] or w["ipsm_r2"] or w["sds"]):
-        import importlib.util
-        if importlib.util.find_spec("ipsm.demo_prior") is None:
-            item = ("- ipsm's demo prior: module ipsm.demo_prior is not in this version of ipsm.\n"
-                    "  Fix: use --prior sd (Stable Diffusion weights) or --prior tiny (code path only), or --no-ipsm.")
+        missing = [f for f in ("inpaint/ipsm_prior.json", "inpaint/unet/config.json", "sd/unet/config.json") if not (DEMO_PRIOR_DIR / f).is_file()]
+        if missing:
+            item = (f"- ipsm's demo prior: {DEMO_PRIOR_DIR} lacks {', '.join(missing)}.\n"
+                    "  Fix: restore data/demo_prior/ from git, retrain it with `python -m ipsm.demo_prior train`, or use --prior tiny / --no-ipsm.")
             err = (err + "\n" + item) if err else "1 model(s) this run needs are not available:\n" + item
     if err: raise ModelsMissingError(err)
     for n in notes: print(f"note: {n}")
 
 # %% ../nbs/20_run.ipynb #5669007e
-def scene_prompt(cfg: TrainConfig, # prompt, prior, data_dir
-                 train_images=None, # [V, H, W, 3] training views (BLIP captions one of them)
-                 train_names=(), # their image names
-                ) -> tuple[str, str]: # (prompt, its source)
-    "The caption given to the prior and where it came from."
+def run_prompt(cfg: TrainConfig, # prompt, prior, data_dir
+               train_images=None, # [V, H, W, 3] training views in [0, 1] (BLIP captions one of them)
+               train_names=(), # their image names
+               out=None, # the run folder: a new BLIP caption is cached there as blip_rst.txt
+              ) -> tuple[str, str]: # (prompt, its source)
+    "The caption given to the prior and where it came from (Stable Diffusion: `ipsm.diffusion.scene_prompt`)."
     w = loss_weights(cfg)
     if cfg.prior == "none" or not (w["ipsm_r1"] or w["ipsm_r2"] or w["sds"]): return "", "unused: no prior"
     if cfg.prompt: return cfg.prompt, "--prompt"
-    if _prompt_file(cfg).is_file(): return _prompt_file(cfg).read_text().strip().split(":")[-1].strip(), "blip_rst.txt"
-    if cfg.prior == "sd" and train_images is not None:
-        i = int(torch.randint(0, len(train_images), (1,), generator=torch.Generator().manual_seed(42)))
-        cap = caption_image(train_images[i].cpu(), local_files_only=hub_offline())
-        return cap, f"BLIP caption of training view {train_names[i] if train_names else i}"
     if cfg.prior == "tiny": return "", "unused: the tiny prior has random text embeddings"
-    return "a photography of a scene", "generic (no --prompt, no blip_rst.txt)"
+    if cfg.prior == "demo":
+        meta = json.loads((DEMO_PRIOR_DIR / "inpaint" / "ipsm_prior.json").read_text())
+        return meta["default_prompt"], "the demo prior's caption of the demo scene (data/demo_prior/inpaint/ipsm_prior.json)"
+    if train_images is None: return "", "not resolved: read or captioned when the run starts"
+    p = scene_prompt(list(train_names), train_images.cpu(), scene_dir=Path(cfg.data.data_dir).expanduser(), cache_dir=out,
+                     local_files_only=hub_offline())
+    return p.caption, p.source + (f" of {p.image}" if p.image else "")
 
 # %% ../nbs/20_run.ipynb #89b810e8
 def prior_label(cfg: TrainConfig, # the run's config
@@ -278,8 +291,7 @@ def load_run_prior(cfg: TrainConfig, device: torch.device, prompt: str):
     "The diffusion prior of `cfg.prior` on `device` (Stable Diffusion, ipsm's demo prior, or the tiny random one)."
     if cfg.prior == "tiny": return tiny_prior(device=device)
     if cfg.prior == "demo":
-        from ipsm.demo_prior import load_demo_prior  # helper "prior"'s module, loaded only when asked for
-        return load_demo_prior(device=device, prompt=prompt)
+        return load_demo_prior(device=device, prompt=prompt or None)
     return load_prior(PriorConfig(device=str(device), prompt=prompt, local_files_only=hub_offline()))
 
 # %% ../nbs/20_run.ipynb #c20ed582
@@ -308,13 +320,13 @@ def load_scene_and_split(d: DataConfig) -> tuple[SceneData, Split]:
     return scene, sparse_split(scene, n_views=d.n_views, test_every=d.test_every)
 
 # %% ../nbs/20_run.ipynb #52feedf2
-def _frozen_models(cfg: TrainConfig, device, train_images, train_names):
+def _frozen_models(cfg: TrainConfig, device, train_images, train_names, out):
     "(depth model, mono depths of the training views, prior, prompt, prompt source), each None when unused."
     w, depth_model, mono, prior = loss_weights(cfg), None, None, None
     if w["depth_seen"] or w["depth_pseudo"]:
         depth_model = load_run_depth_model(cfg, device)
         with torch.no_grad(): mono = torch.stack([depth_model(im) for im in train_images])
-    prompt, source = scene_prompt(cfg, train_images, train_names)
+    prompt, source = run_prompt(cfg, train_images, train_names, out)
     if w["ipsm_r1"] or w["ipsm_r2"] or w["sds"]: prior = load_run_prior(cfg, device, prompt)
     return depth_model, mono, prior, prompt, source
 
@@ -332,10 +344,10 @@ def setup_run(cfg: TrainConfig, # a resolved, validated config with its `result_
     imgs, cams = torch.as_tensor(scene.images).to(device), scene.cameras.to(device)
     train_images, test_images = imgs[tr].float(), imgs[te].float()
     l1_targets = torch.stack([im * (~dtu_background_mask(im))[..., None] for im in train_images]) if policy.bg_prior else train_images
-    masks = torch.as_tensor(np.asarray(scene.masks))[te] if policy.eval_masks else None
+    masks = test_masks(scene, te, cfg.data.factor) if policy.eval_masks else None
     names = [scene.image_names[i] for i in tr]
-    depth_model, mono, prior, prompt, source = _frozen_models(cfg, device, train_images, names) if load_models else (None,) * 3 + scene_prompt(cfg)
     out = Path(cfg.result_dir); out.mkdir(parents=True, exist_ok=True)
+    depth_model, mono, prior, prompt, source = _frozen_models(cfg, device, train_images, names, out) if load_models else (None,) * 3 + run_prompt(cfg)
     return Run(cfg=cfg, device=device, scene=scene, split=split, policy=policy, train_images=train_images, l1_targets=l1_targets,
                train_cams=cams[tr], test_images=test_images, test_cams=cams[te], test_names=[scene.image_names[i] for i in te],
                mono_depths=mono, depth_model=depth_model, prior=prior, strategy=cfg.strategy, extent=scene_extent(cams[tr]),

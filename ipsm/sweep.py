@@ -176,7 +176,8 @@ def load_sweep(path, **overrides) -> Sweep:
 # %% ../nbs/26_sweep.ipynb #d3becf63
 def trainer() -> SimpleNamespace:
     "The trainer API the sweep uses (its one import site; see 'After the trainer split' below)."
-    from ipsm.train import PRESETS, preset_config, set_field, validate, adjust_steps, config_to_dict, train
+    from ipsm.config import PRESETS, preset_config, set_field, validate, adjust_steps, config_to_dict
+    from ipsm.train import train
     return SimpleNamespace(PRESETS=PRESETS, preset_config=preset_config, set_field=set_field, validate=validate,
                            adjust_steps=adjust_steps, config_to_dict=config_to_dict, train=train)
 
