@@ -6,7 +6,7 @@ PIP = $(PY) -m pip
 # gsplat compiles CUDA at install time; on machines without nvcc/GPU we build it CPU-only.
 GSPLAT_ENV = $(shell command -v nvidia-smi >/dev/null 2>&1 || echo BUILD_NO_CUDA=1)
 
-.PHONY: install demo test readme docs
+.PHONY: install demo test test-nb pytest lint format readme docs
 install:
 	$(PIP) install -q torch==2.13.0
 	$(GSPLAT_ENV) $(PIP) install -q -e ".[dev,sweep]"
@@ -21,6 +21,24 @@ demo: install
 
 test: install
 	$(PY) tools/check.py
+
+# One notebook, executed in place of the whole suite: make test-nb NB=nbs/16_score.ipynb [FLAGS=slow]
+test-nb:
+	@test -n "$(NB)" || { echo "usage: make test-nb NB=nbs/16_score.ipynb [FLAGS=slow]"; exit 2; }
+	nbdev-test $(NB) --n-workers 0 --flags "$(FLAGS)"
+
+# The pytest suite alone (no notebooks, no gates): make pytest [ARGS="-k sweep -x"]
+pytest:
+	$(PY) -m pytest -q tests $(ARGS)
+
+# ruff lint (everything, notebooks included) and format check (hand-written .py files; see pyproject.toml)
+lint:
+	ruff check .
+	ruff format --check .
+
+format:
+	ruff check --fix .
+	ruff format .
 
 readme:
 	$(PY) tools/make_readme.py

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from .cameras import Cameras, look_at, make_K, opencv_to_llff, camera_rays
+from .cameras import Cameras, look_at, make_K, opencv_to_llff
 from .data import llff_split
 
 # %% auto #0

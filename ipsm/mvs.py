@@ -17,7 +17,7 @@ from PIL import Image
 from scipy.ndimage import uniform_filter
 
 from .triangulate import (TriangulateConfig, PointCloud, Views, make_views, project, depth_ranges, check_baselines,
-                              colmap_known_poses, _colmap_triangulate, _colmap_quiet)
+                              _colmap_triangulate, _colmap_quiet)
 
 # %% auto #0
 __all__ = ['MVSConfig', 'pixel_rays', 'num_hypotheses', 'ncc_volume', 'winner_take_all', 'ray_sphere_depths', 'depth_maps',

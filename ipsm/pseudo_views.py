@@ -8,7 +8,6 @@ from dataclasses import dataclass, asdict
 from typing import Literal
 import numpy as np
 import torch
-from torch import Tensor
 from fastcore.basics import patch
 from .cameras import Cameras, opencv_to_opengl, opengl_to_opencv
 from .data import focus_point, scene_kind

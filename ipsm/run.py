@@ -11,7 +11,7 @@ __all__ = ['atomic_write', 'write_json', 'read_json', 'fmt_num', 'seed_everythin
            'config_changes', 'load_checkpoint']
 
 # %% ../nbs/20_run.ipynb #f5b5ba8f
-import dataclasses, errno, json, os, pickle, platform, random, re, shutil, subprocess, time, warnings
+import dataclasses, errno, json, os, pickle, platform, random, re, subprocess, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from .pseudo_views import PseudoViewPool
 from .regularizers import MonoDepth, dtu_background_mask, tiny_depth_model, load_depth_model
 from .diffusion import Prior, PriorConfig, TINY_LABEL, load_prior, tiny_prior, scene_prompt
 from .demo_prior import DEMO_PRIOR_DIR, load_demo_prior
-from .config import TrainConfig, DataConfig, config_to_dict, config_from_dict, flat_dict, loss_weights, uses_pseudo_views
+from .config import TrainConfig, DataConfig, config_to_dict, flat_dict, loss_weights, uses_pseudo_views
 
 # %% ../nbs/20_run.ipynb #1addfb5c
 def atomic_write(path, # destination file

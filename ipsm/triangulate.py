@@ -16,7 +16,7 @@ from PIL import Image
 from scipy.spatial import cKDTree
 from fastcore.basics import patch
 
-from .cameras import Cameras, look_at, rigid_inverse, plot_cameras
+from .cameras import Cameras, look_at, rigid_inverse
 from .data import SceneData
 
 # %% auto #0

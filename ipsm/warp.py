@@ -4,7 +4,6 @@
 
 # %% ../nbs/10_warp.ipynb #a5e8d657
 from __future__ import annotations
-import math, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Sequence

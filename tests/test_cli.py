@@ -3,7 +3,7 @@
 `ipsm-train`, `ipsm-eval`, `ipsm-render`, `ipsm-export` are called in-process through their
 `*_main(args)` functions (exactly what the console scripts call) and once as real executables.
 """
-import json, os, shutil, subprocess, sys
+import json, os, shutil, subprocess
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,7 @@ Change any one default or formula below by hand and a test here fails. Each test
 up in the method notes (nbs/00_method.ipynb, sections in brackets). The notebooks pin the same
 behaviour where they define it; this file covers the values that cross module boundaries.
 """
-import math, os, stat, warnings
+import math, os, stat
 from pathlib import Path
 from types import SimpleNamespace
 

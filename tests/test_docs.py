@@ -150,7 +150,6 @@ def test_cells_as_nbdev_docs_show_them(site):
 
 def test_directives_on_a_small_notebook():
     "The directives the real notebooks do not use yet, on a notebook built here (no site build)."
-    import nbformat
     from nbformat.v4 import new_code_cell as code, new_markdown_cell as md, new_notebook, new_output
     png = new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
     widget = new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "IntSlider()"})

@@ -17,7 +17,7 @@ PROBE = ("import sys, contextlib, io\nfrom ipsm import cli\nbuf = io.StringIO()\
 
 def test_eval_render_export_help_skip_torch(tmp_path):
     for fn in ("eval_main", "render_main", "export_main"):
-        code = PROBE.format(call=f"_c()").replace("from ipsm import cli\n", "from ipsm import cli\n"
+        code = PROBE.format(call="_c()").replace("from ipsm import cli\n", "from ipsm import cli\n"
                  f"def _c():\n    try: return cli.{fn}(['--help'])\n    except SystemExit as e: return e.code\n")
         assert _py(code, tmp_path).startswith("NO-TORCH"), fn
 

@@ -1,7 +1,5 @@
 """Run folders: the default results/<scene>/<preset>[-<timestamp>], refusal of a folder holding a run, --overwrite, --resume alone, and the Ctrl-C hint."""
-import os
 import yaml
-import pytest
 
 from ipsm import cli
 from ipsm.config import preset_config

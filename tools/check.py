@@ -5,6 +5,7 @@ Gates, in the order nbdev projects use them:
 1. README.md is the rendering of nbs/index.ipynb (tools/make_readme.py),
 2. `nbdev-clean` leaves the tree unchanged (notebooks are clean),
 3. `nbdev-export` leaves the tree unchanged (library in sync with notebooks),
+   then ruff: lint clean, hand-written files formatted (config in pyproject.toml),
 4. every notebook executes (`nbdev-test`, one notebook per process, flags from $IPSM_TEST_FLAGS),
 5. pytest over tests/ (CLI entry points, imports outside notebooks, bad input).
 Prints one closing line `N passed, N failed` counting notebooks, gates and pytest tests.
@@ -54,6 +55,8 @@ t0 = time.time()
 gate("README.md is rendered from nbs/index.ipynb", f"{sys.executable} tools/make_readme.py")
 gate("nbdev-clean leaves notebooks unchanged", "nbdev-clean")
 gate("nbdev-export leaves ipsm/ unchanged", "nbdev-export")
+gate("ruff check (lint, notebooks included) is clean", "ruff check --no-cache .")
+gate("ruff format --check (hand-written .py files) is clean", "ruff format --check --no-cache .")
 
 flags = os.environ.get("IPSM_TEST_FLAGS", "")
 nbs = sorted(p for p in Path("nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")))
