@@ -490,6 +490,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                           'ipsm.run.KindPolicy': ('run.html#kindpolicy', 'ipsm/run.py'),
                           'ipsm.run.Run': ('run.html#run', 'ipsm/run.py'),
                           'ipsm.run.TrainState': ('run.html#trainstate', 'ipsm/run.py'),
+                          'ipsm.run._check_captioner': ('run.html#_check_captioner', 'ipsm/run.py'),
                           'ipsm.run._frozen_models': ('run.html#_frozen_models', 'ipsm/run.py'),
                           'ipsm.run._init_splats': ('run.html#_init_splats', 'ipsm/run.py'),
                           'ipsm.run._jsonable': ('run.html#_jsonable', 'ipsm/run.py'),

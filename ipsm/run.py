@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import yaml
 
-from .settings import ModelNeed, ModelsMissingError, check_models, hub_offline, load_settings
+from .settings import ModelNeed, ModelsMissingError, check_models, hub_offline, load_settings, model_status
 from .cameras import Cameras
 from .data import SceneData, Split, load_dtu_masks, load_scene, scene_kind, sparse_split
 from .demo_scene import demo_scene_path
@@ -29,7 +29,7 @@ from .gaussians import FSGSStrategy, init_from_points, make_optimizers, scene_ex
 from .init import init_points
 from .pseudo_views import PseudoViewPool
 from .regularizers import MonoDepth, dtu_background_mask, tiny_depth_model, load_depth_model
-from .diffusion import Prior, PriorConfig, TINY_LABEL, load_prior, tiny_prior, scene_prompt
+from .diffusion import Prior, PriorConfig, TINY_LABEL, load_prior, tiny_prior, scene_prompt, FALLBACK_CAPTION
 from .demo_prior import DEMO_PRIOR_DIR, load_demo_prior
 from .config import TrainConfig, DataConfig, config_to_dict, flat_dict, loss_weights, uses_pseudo_views
 
@@ -232,15 +232,20 @@ def model_needs(cfg: TrainConfig) -> list[ModelNeed]:
         needs += [ModelNeed("SD-Inpainting v1.5 (the IPSM inpainting prior)", "inpaint_model", s.inpaint_model,
                             ("model_index.json", "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json"), off),
                   ModelNeed("Stable Diffusion v1.5 (its UNet is eps_*)", "sd_model", s.sd_model, ("unet/config.json",), off)]
-        if not cfg.prompt and not _prompt_file(cfg).is_file():
-            needs.append(ModelNeed("BLIP captioner (writes the prompt)", "caption_model", s.caption_model,
-                                   ("config.json", "preprocessor_config.json"), '--prompt "a photography of ..."'))
     if cfg.depth_model == "real" and (w["depth_seen"] or w["depth_pseudo"]):
         needs.append(ModelNeed("DPT-Hybrid / MiDaS v3 (monocular depth)", "depth_model", s.depth_model, ("config.json",),
                                "--depth-model tiny, or --no-depth"))
     return needs
 
 # %% ../nbs/20_run.ipynb #568507c0
+def _check_captioner(cfg: TrainConfig):
+    "Announce before training when the SD prompt will fall back because BLIP is missing (never silent, recorded in cfg.yml)."
+    w, s = loss_weights(cfg), load_settings()
+    if cfg.prior != "sd" or cfg.prompt or _prompt_file(cfg).is_file() or not (w["ipsm_r1"] or w["ipsm_r2"] or w["sds"]): return
+    st, why = model_status(s.caption_model, ("config.json", "preprocessor_config.json"))
+    if st == "missing": print(f"note: BLIP captioner ({why}): the IPSM prompt falls back to {FALLBACK_CAPTION!r} "
+                              f"(recorded in cfg.yml as prompt_source 'fallback'); set caption_model in settings.ini or pass --prompt.")
+
 def check_run_models(cfg: TrainConfig):
     "Raise one `ModelsMissingError` for everything missing (including ipsm's demo prior); print download notes."
     notes = []
@@ -256,6 +261,7 @@ def check_run_models(cfg: TrainConfig):
             err = (err + "\n" + item) if err else "1 model(s) this run needs are not available:\n" + item
     if err: raise ModelsMissingError(err)
     for n in notes: print(f"note: {n}")
+    _check_captioner(cfg)
 
 # %% ../nbs/20_run.ipynb #5669007e
 def run_prompt(cfg: TrainConfig, # prompt, prior, data_dir
