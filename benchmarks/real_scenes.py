@@ -12,6 +12,7 @@ that already finished, resumes killed ones, and writes the tables next to the pa
 Runs land in results/real_scenes/<scene>/<row>/seed<k>/ (ordinary ipsm-train run folders); tables.md,
 summary.csv, summary.json, runs.csv, bars.png and curves.png in results/real_scenes/.
 """
+
 import sys
 from pathlib import Path
 

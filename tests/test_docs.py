@@ -5,6 +5,7 @@ dependency) and checked: a page per notebook, the sidebar in reading order with 
 every internal link and image resolving inside the site, equations rendered by the local KaTeX (no
 CDN, no script, no TeX left over), `#| hide` cells absent and directives stripped, outputs shown.
 """
+
 import importlib.util, json, os, re, shutil
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,7 +19,8 @@ NBS = ROOT / "nbs"
 
 def _load_make_docs():
     spec = importlib.util.spec_from_file_location("make_docs", ROOT / "tools" / "make_docs.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return mod
 
 
@@ -64,7 +66,8 @@ def test_a_page_per_notebook_and_nav_in_reading_order(site):
     for name, soup in pages.items():
         nav = [(a["href"].split("/")[-1], a.get_text()) for a in soup.select(".ipsm-nav a")]
         assert [n for n, _ in nav] == [n for n, _ in want], f"{name}: sidebar not in reading order"
-        for (_, text), (_, title) in zip(nav, want): assert re.sub(r"[*`]", "", title) in text
+        for (_, text), (_, title) in zip(nav, want):
+            assert re.sub(r"[*`]", "", title) in text
     # previous/next follow the same order
     for (a, _), (b, _) in zip(want, want[1:]):
         assert pages[a].select_one(".ipsm-pager a.next")["href"] == b
@@ -78,9 +81,11 @@ def test_internal_links_and_images_resolve(site):
         for tag, attr in (("a", "href"), ("img", "src"), ("link", "href"), ("script", "src")):
             for el in soup.find_all(tag):
                 url = el.get(attr)
-                if url is None: continue
+                if url is None:
+                    continue
                 parts = urlsplit(url)
-                if parts.scheme in ("http", "https", "mailto") and tag == "a": continue  # a link a reader follows
+                if parts.scheme in ("http", "https", "mailto") and tag == "a":
+                    continue  # a link a reader follows
                 if parts.scheme == "data":
                     assert tag == "img" and re.match(r"data:image/(png|jpeg|svg\+xml);base64,", url), f"{name}: {url[:40]}"
                     continue
@@ -121,7 +126,8 @@ def test_math_is_rendered_by_the_local_katex(site):
 def _cells(p):
     nb = json.loads(p.read_text())
     for c in nb["cells"]:
-        if c["cell_type"] == "code": yield "".join(c["source"]), c.get("outputs", [])
+        if c["cell_type"] == "code":
+            yield "".join(c["source"]), c.get("outputs", [])
 
 
 def test_cells_as_nbdev_docs_show_them(site):
@@ -138,12 +144,15 @@ def test_cells_as_nbdev_docs_show_them(site):
             if hidden:
                 assert body not in code, f"{p.name}: #| hide cell shown: {body[:60]}"
                 continue
-            if re.match(r"\s*#\|\s*default_exp", src): continue
-            if body: assert any(body.splitlines()[0] in c for c in code), f"{p.name}: code cell missing: {body[:60]}"
+            if re.match(r"\s*#\|\s*default_exp", src):
+                continue
+            if body:
+                assert any(body.splitlines()[0] in c for c in code), f"{p.name}: code cell missing: {body[:60]}"
             for o in outputs:
                 n_png += "image/png" in o.get("data", {})
                 line = next((l for l in "".join(o.get("text", "")).splitlines() if l.strip()), None)
-                if line: assert line.strip() in text, f"{p.name}: output missing: {line[:60]}"
+                if line:
+                    assert line.strip() in text, f"{p.name}: output missing: {line[:60]}"
         imgs = soup.select("main img[src^='data:image/png']")
         assert len(imgs) == n_png, f"{p.name}: {len(imgs)} figures on the page, {n_png} in the notebook"
 
@@ -151,13 +160,23 @@ def test_cells_as_nbdev_docs_show_them(site):
 def test_directives_on_a_small_notebook():
     "The directives the real notebooks do not use yet, on a notebook built here (no site build)."
     from nbformat.v4 import new_code_cell as code, new_markdown_cell as md, new_notebook, new_output
+
     png = new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
     widget = new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "IntSlider()"})
-    nb = new_notebook(cells=[
-        code("#| hide\nfrom fastcore.test import *"), md("# T\n\n> sub\n- order: 3"), code("#| default_exp x"),
-        code("#| export\ndef f(): pass"), code("#| echo: false\nplot()", outputs=[png]), code("#| output: false\nprint(1)",
-        outputs=[new_output("stream", text="1\n")]), code("a = 1\nb = 2 #| hide_line"), code("#| include: false\nsecret()"),
-        md("## Internal -"), code("w", outputs=[widget])])
+    nb = new_notebook(
+        cells=[
+            code("#| hide\nfrom fastcore.test import *"),
+            md("# T\n\n> sub\n- order: 3"),
+            code("#| default_exp x"),
+            code("#| export\ndef f(): pass"),
+            code("#| echo: false\nplot()", outputs=[png]),
+            code("#| output: false\nprint(1)", outputs=[new_output("stream", text="1\n")]),
+            code("a = 1\nb = 2 #| hide_line"),
+            code("#| include: false\nsecret()"),
+            md("## Internal -"),
+            code("w", outputs=[widget]),
+        ]
+    )
     md_ = _load_make_docs()
     fm = md_.process_nb(nb)
     assert fm == {"title": "T", "description": "sub", "order": 3}

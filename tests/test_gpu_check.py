@@ -1,4 +1,5 @@
 """benchmarks/gpu_check.py on a CPU-only machine: it runs its CPU parts and says which parts need a GPU (fast)."""
+
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def test_cpu_parts_and_gpu_list(tmp_path, capsys):
     status = {(p, s) for p, _, _, s in rows}
     assert ("b", "needs a GPU") in status and ("c", "needs a GPU") in status
     a_rows = [r for r in rows if r[0] == "a"]
-    assert len(a_rows) == 2 and all(s == "pass" for *_, s in a_rows), a_rows   # fitted + procedural scene, cpp vs torch ref
+    assert len(a_rows) == 2 and all(s == "pass" for *_, s in a_rows), a_rows  # fitted + procedural scene, cpp vs torch ref
     text = out.read_text()
     assert "| part | what | result | status |" in text and "Parts that need a GPU: a (the gsplat half), b, c." in text
     assert "Parts that need a GPU" in capsys.readouterr().out

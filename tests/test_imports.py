@@ -3,6 +3,7 @@
 This is the guard against exported code that silently depends on a notebook's namespace
 (style-anchors Part E.2): a fresh interpreter per module, so imports cannot leak between modules.
 """
+
 import os, subprocess, sys
 from pathlib import Path
 
@@ -30,12 +31,14 @@ CALLS = {
     "cli": "c = m.parse_train_args(['base', '--max-steps', '7']); assert c.schedule.max_steps == 7 and not c.ipsm",
 }
 
+
 @pytest.mark.parametrize("name", MODULES)
 def test_module_imports_and_runs(name):
     code = f"import ipsm.{name} as m\n" + CALLS.get(name, "")
     env = dict(os.environ, MPLBACKEND="Agg")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, f"ipsm.{name}:\n{r.stderr[-3000:]}"
+
 
 def test_every_notebook_module_is_listed():
     "Each module exported from a notebook exists as a file (nbdev-export ran)."

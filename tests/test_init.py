@@ -1,5 +1,6 @@
 """The 3-view initialisation from outside the notebooks: dense MVS accuracy pinned on scenes with exact depths,
 the dense -> sparse -> random fallback chain, and the cache (ipsm.triangulate / ipsm.mvs / ipsm.init)."""
+
 import warnings
 
 import numpy as np
@@ -28,6 +29,7 @@ def test_mvs_cpu_planes_accuracy(planes):
 def test_mvs_cpu_demo_scene_accuracy():
     from ipsm.data import load_llff, sparse_split
     from ipsm.demo_scene import demo_scene_path
+
     demo = load_llff(demo_scene_path(), factor=1)
     train = sparse_split(demo).train
     v = scene_views(demo, train)

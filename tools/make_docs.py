@@ -22,6 +22,7 @@ Run: `make docs` (= `python tools/make_docs.py`); `--out DIR` to build elsewhere
 on any warning (unresolved link, equation KaTeX cannot parse), `--katex-tgz FILE` to use a KaTeX
 tarball already on disk instead of asking npm.
 """
+
 import argparse, base64, hashlib, html, io, json, posixpath, re, shutil, subprocess, sys, tarfile, tempfile, time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -32,8 +33,7 @@ PROJECT = "ipsm"
 # KaTeX from the npm registry; the digest is npm's `dist.integrity` for this version.
 KATEX_VERSION = "0.19.1"
 KATEX_SHA512 = "jG8uKntjSEcm2EpQOh0XturpPuuC9r3Sq5HLHdsFdWZT27E672SF19QEi+of0/YeOy15lDgRhKvr5614uRrEfA=="
-WIDGET_NOTE = ('<div class="ipsm-widget-note">Interactive widget: open this notebook in Jupyter '
-               '(or VS Code) and run it to use it.</div>')
+WIDGET_NOTE = '<div class="ipsm-widget-note">Interactive widget: open this notebook in Jupyter (or VS Code) and run it to use it.</div>'
 MARKER = ".ipsm-docs"  # marks an output folder as ours: only such a folder is deleted and rebuilt
 _re_num = re.compile(r"^(\d+)_")
 _re_token = re.compile(r"@@KATEX(\d+)@@")
@@ -42,9 +42,11 @@ _EXTERNAL = ("http:", "https:", "mailto:", "ftp:", "data:", "javascript:", "//")
 
 def notebooks(nbs=ROOT / "nbs"):
     "The site's notebooks in reading order: index first, then by numeric prefix, then the rest by name."
+
     def key(p):
         m = _re_num.match(p.name)
         return (0 if p.stem == "index" else 1 if m else 2, int(m.group(1)) if m else 0, p.name)
+
     skip = lambda p: p.name.startswith(("_", ".")) or p.name.endswith(".tmp.ipynb")
     return sorted((p for p in Path(nbs).glob("*.ipynb") if not skip(p)), key=key)
 
@@ -67,10 +69,9 @@ def rel_href(target: str, frm: str) -> str:
 # --- KaTeX -------------------------------------------------------------------------------------
 def _npm_pack(dest: Path) -> Path:
     npm = shutil.which("npm")
-    if not npm: sys.exit("make docs needs npm to fetch KaTeX (Debian: apt-get install nodejs npm), "
-                         "or pass --katex-tgz katex-%s.tgz" % KATEX_VERSION)
-    r = subprocess.run([npm, "pack", f"katex@{KATEX_VERSION}", "--prefer-offline", "--silent",
-                        "--pack-destination", str(dest)], capture_output=True, text=True)
+    if not npm:
+        sys.exit("make docs needs npm to fetch KaTeX (Debian: apt-get install nodejs npm), or pass --katex-tgz katex-%s.tgz" % KATEX_VERSION)
+    r = subprocess.run([npm, "pack", f"katex@{KATEX_VERSION}", "--prefer-offline", "--silent", "--pack-destination", str(dest)], capture_output=True, text=True)
     tgz = dest / f"katex-{KATEX_VERSION}.tgz"
     if r.returncode or not tgz.exists():
         sys.exit(f"`npm pack katex@{KATEX_VERSION}` failed (is the npm registry reachable?):\n{r.stderr.strip()}")
@@ -87,12 +88,17 @@ def install_katex(static: Path, tmp: Path, tgz: Path | None = None) -> Path:
     dest = static / "katex"
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for m in tar.getmembers():
-            if not m.isfile(): continue
+            if not m.isfile():
+                continue
             name = m.name.removeprefix("package/")
-            if name == "dist/katex.js": out = tmp / "katex.js"
-            elif name in ("dist/katex.min.css", "LICENSE"): out = dest / Path(name).name
-            elif name.startswith("dist/fonts/"): out = dest / "fonts" / Path(name).name
-            else: continue
+            if name == "dist/katex.js":
+                out = tmp / "katex.js"
+            elif name in ("dist/katex.min.css", "LICENSE"):
+                out = dest / Path(name).name
+            elif name.startswith("dist/fonts/"):
+                out = dest / "fonts" / Path(name).name
+            else:
+                continue
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(tar.extractfile(m).read())
     return tmp / "katex.js"
@@ -101,10 +107,11 @@ def install_katex(static: Path, tmp: Path, tgz: Path | None = None) -> Path:
 def render_math(snippets, katex_js: Path):
     "KaTeX HTML for each `(tex, display)` snippet, and a KaTeX error message (or None) for each."
     node = shutil.which("node") or shutil.which("nodejs")
-    if not node: sys.exit("make docs needs node to render equations (Debian: apt-get install nodejs)")
-    r = subprocess.run([node, str(HERE / "katex_render.js"), str(katex_js)], input=json.dumps(snippets),
-                       capture_output=True, text=True)
-    if r.returncode: sys.exit(f"KaTeX rendering failed:\n{r.stderr.strip()}")
+    if not node:
+        sys.exit("make docs needs node to render equations (Debian: apt-get install nodejs)")
+    r = subprocess.run([node, str(HERE / "katex_render.js"), str(katex_js)], input=json.dumps(snippets), capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"KaTeX rendering failed:\n{r.stderr.strip()}")
     return json.loads(r.stdout)
 
 
@@ -112,32 +119,38 @@ def render_math(snippets, katex_js: Path):
 def process_nb(nb):
     "Drop and clean cells in place as nbdev's docs do; returns the notebook's frontmatter."
     from fastcore.nbio import NbCell, cell_frontmatter, nb_frontmatter
+
     fm = nb_frontmatter(_FmView(nb))
     cells, first_md = [], True
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "raw": continue  # frontmatter or raw LaTeX: not part of the page
+        if cell.cell_type == "raw":
+            continue  # frontmatter or raw LaTeX: not part of the page
         if cell.cell_type == "markdown":
             src = cell.source
             if first_md and re.search(r"^#\s+\S", src, re.M):  # the `# Title` / `> subtitle` cell (nbdev's frontmatter):
                 cell.source = re.sub(r"^-\s+\S.*:.*\S\s*$\n?", "", src, flags=re.M).strip()  # drop `- key: value` lines
                 cell.metadata.setdefault("tags", []).append("ipsm-title")
-            elif cell_frontmatter(src) or re.fullmatch(r"#+\s+.*\s+-\s*", src.strip()): continue  # nbdev's rm_header_dash
+            elif cell_frontmatter(src) or re.fullmatch(r"#+\s+.*\s+-\s*", src.strip()):
+                continue  # nbdev's rm_header_dash
             first_md = False
             cells.append(cell)
             continue
         nc = NbCell(i, cell)
         d = nc.directives
-        if "hide" in d or d.get("include") == "false" or "default_exp" in d: continue
+        if "hide" in d or d.get("include") == "false" or "default_exp" in d:
+            continue
         nc.remove_directives()
         src = "\n".join(l for l in nc.source.splitlines() if not re.search(r"#\|\s*hide_line\s*$", l)).strip()
         cell.source = src
-        if d.get("output") == "false": cell.outputs = []
-        if d.get("echo") == "false": cell.metadata.setdefault("transient", {})["remove_source"] = True
-        if not src and not cell.outputs: continue
+        if d.get("output") == "false":
+            cell.outputs = []
+        if d.get("echo") == "false":
+            cell.metadata.setdefault("transient", {})["remove_source"] = True
+        if not src and not cell.outputs:
+            continue
         tags = cell.metadata.setdefault("tags", [])
         tags += [f"ipsm-{k}" for k in ("export", "exporti", "exports", "slow", "gpu", "notest") if k in d]
-        cell.outputs = [_widget_note(o) if "application/vnd.jupyter.widget-view+json" in o.get("data", {}) else o
-                        for o in cell.get("outputs", [])]
+        cell.outputs = [_widget_note(o) if "application/vnd.jupyter.widget-view+json" in o.get("data", {}) else o for o in cell.get("outputs", [])]
         cells.append(cell)
     nb.cells = cells
     nb.metadata.pop("widgets", None)
@@ -146,49 +159,74 @@ def process_nb(nb):
 
 class _FmView:
     "The attributes `fastcore.nbio.nb_frontmatter` reads, over an nbformat notebook."
-    def __init__(self, nb): self.cells, self.metadata = nb.cells, nb.metadata
+
+    def __init__(self, nb):
+        self.cells, self.metadata = nb.cells, nb.metadata
 
 
 def _widget_note(o):
     "A widget's view has no meaning without a kernel: say so instead of showing nothing."
     import nbformat
+
     return nbformat.from_dict({"output_type": "display_data", "metadata": {}, "data": {"text/html": WIDGET_NOTE}})
 
 
 # --- the site ------------------------------------------------------------------------------------
 class Site:
     def __init__(self, out: Path):
-        try: import nbconvert, bs4  # noqa: F401  (the dev extra: `make install`)
-        except ImportError as e: sys.exit(f"make docs needs nbconvert ({e}): run `make install` first")
+        try:
+            import nbconvert, bs4  # noqa: F401  (the dev extra: `make install`)
+        except ImportError as e:
+            sys.exit(f"make docs needs nbconvert ({e}): run `make install` first")
         from jinja2 import pass_context
         from nbconvert import HTMLExporter
         from nbconvert.exporters.templateexporter import TemplateExporter
         from nbconvert.filters.highlight import Highlight2HTML
         from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
         from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
         self.out, self.warnings, self.math, self._math_idx = out, [], [], {}
         self.nbs = notebooks()
         self.pages = {}  # source path -> output name
-        for p in self.nbs: self.pages[p.resolve()] = page_name(p)
-        if (ROOT / "nbs" / "index.ipynb").exists(): self.pages[(ROOT / "README.md").resolve()] = "index.html"
+        for p in self.nbs:
+            self.pages[p.resolve()] = page_name(p)
+        if (ROOT / "nbs" / "index.ipynb").exists():
+            self.pages[(ROOT / "README.md").resolve()] = "index.html"
         self.queue, self.copies, self.page = [], {}, None
         site = self
 
         class Renderer(IPythonRenderer):
-            def block_math(self, body): return site.math_token(body, True)
-            def inline_math(self, body): return site.math_token(body, False)
-            def latex_environment(self, name, body): return site.math_token(f"\\begin{{{name}}}{body}\\end{{{name}}}", True)
-            def link(self, text, url, title=None): return super().link(text, site.link(url), title)
-            def inline_html(self, h): return super().inline_html(site.html_links(h))
-            def block_html(self, h): return super().block_html(site.html_links(h))
+            def block_math(self, body):
+                return site.math_token(body, True)
+
+            def inline_math(self, body):
+                return site.math_token(body, False)
+
+            def latex_environment(self, name, body):
+                return site.math_token(f"\\begin{{{name}}}{body}\\end{{{name}}}", True)
+
+            def link(self, text, url, title=None):
+                return super().link(text, site.link(url), title)
+
+            def inline_html(self, h):
+                return super().inline_html(site.html_links(h))
+
+            def block_html(self, h):
+                return super().block_html(site.html_links(h))
 
         class Exporter(HTMLExporter):
             @pass_context
             def markdown2html(self, context, source):
                 path = context.get("resources", {}).get("metadata", {}).get("path", "")
                 cell = context.get("cell", {})
-                r = Renderer(escape=False, attachments=cell.get("attachments", {}), embed_images=True, path=path,
-                             anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links)
+                r = Renderer(
+                    escape=False,
+                    attachments=cell.get("attachments", {}),
+                    embed_images=True,
+                    path=path,
+                    anchor_link_text=self.anchor_link_text,
+                    exclude_anchor_links=self.exclude_anchor_links,
+                )
                 return MarkdownWithMath(renderer=r).render(source)
 
             def from_notebook_node(self, nb, resources=None, **kw):
@@ -200,8 +238,9 @@ class Site:
                 body, res = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
                 return re.sub(r"<img (?![^>]*\balt=)", '<img alt="figure from the notebook" ', body), res
 
-        self.exporter = Exporter(template_name="ipsm", extra_template_basedirs=[str(HERE / "templates")],
-                                 exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
+        self.exporter = Exporter(
+            template_name="ipsm", extra_template_basedirs=[str(HERE / "templates")], exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
+        )
 
     # links ---------------------------------------------------------------------------------------
     def math_token(self, tex, display):
@@ -213,7 +252,8 @@ class Site:
 
     def link(self, url):
         "The site URL for a link written in a notebook (relative to nbs/, or to the repo root as in README)."
-        if not url or url.startswith(("#", *_EXTERNAL)) or ":" in url.split("/")[0]: return url
+        if not url or url.startswith(("#", *_EXTERNAL)) or ":" in url.split("/")[0]:
+            return url
         parts = urlsplit(url)
         rel = unquote(parts.path)
         src = self.page["src_dir"]
@@ -221,8 +261,13 @@ class Site:
         target = next((c for c in cands if c.exists()), None)
         frag = f"#{parts.fragment}" if parts.fragment else ""
         if target is None or not target.is_relative_to(ROOT) or target.is_dir():
-            why = "is outside the project" if target is not None and not target.is_relative_to(ROOT) else \
-                  "is a folder" if target is not None else "does not exist"
+            why = (
+                "is outside the project"
+                if target is not None and not target.is_relative_to(ROOT)
+                else "is a folder"
+                if target is not None
+                else "does not exist"
+            )
             self.warn(f"link `{url}` {why}: fix the link (pages can link notebooks and project files)")
             return url
         name = self.pages.get(target)
@@ -230,8 +275,10 @@ class Site:
             name = target.relative_to(ROOT).as_posix()
             if target.suffix == ".md":
                 name = name[:-3] + ".html"
-                self.pages[target] = name; self.queue.append(target)
-            else: self.copies[target] = name
+                self.pages[target] = name
+                self.queue.append(target)
+            else:
+                self.copies[target] = name
         return rel_href(name, self.page["name"]) + frag
 
     def html_links(self, h):
@@ -245,30 +292,41 @@ class Site:
         items = []
         for p in self.nbs:
             m = _re_num.match(p.name)
-            items.append(dict(href=rel_href(page_name(p), name), title=self.titles[p], current=page_name(p) == name,
-                              number=m.group(1) if m else "", name=page_name(p)))
+            items.append(
+                dict(href=rel_href(page_name(p), name), title=self.titles[p], current=page_name(p) == name, number=m.group(1) if m else "", name=page_name(p))
+            )
         return items
 
     def render(self, src: Path, nb, fm, name):
         nav = self.nav(name)
         i = next((k for k, it in enumerate(nav) if it["current"]), None)
         title = plain(fm.get("title", src.stem))
-        resources = {"metadata": {"name": src.stem, "path": str(src.parent)},
-                     "ipsm": dict(root="../" * name.count("/"), nav=nav,
-                                  project=PROJECT, source=src.relative_to(ROOT).as_posix(),
-                                  html_title=title if src.stem == "index" else f"{title} – {PROJECT}",
-                                  prev=nav[i - 1] if i else None, next=nav[i + 1] if i is not None and i + 1 < len(nav) else None)}
+        resources = {
+            "metadata": {"name": src.stem, "path": str(src.parent)},
+            "ipsm": dict(
+                root="../" * name.count("/"),
+                nav=nav,
+                project=PROJECT,
+                source=src.relative_to(ROOT).as_posix(),
+                html_title=title if src.stem == "index" else f"{title} – {PROJECT}",
+                prev=nav[i - 1] if i else None,
+                next=nav[i + 1] if i is not None and i + 1 < len(nav) else None,
+            ),
+        }
         body, _ = self.exporter.from_notebook_node(nb, resources=resources)
         return body
 
     def build(self, katex_tgz=None):
         import nbformat
+
         t0 = time.time()
-        if self.out.exists(): shutil.rmtree(self.out)
+        if self.out.exists():
+            shutil.rmtree(self.out)
         static = self.out / "_static"
         (static / "jupyterlab").mkdir(parents=True)
         lab = next(Path(d) / "static" for d in self.exporter.template_paths if (Path(d) / "static" / "index.css").exists())
-        for f in ("index.css", "theme-light.css"): shutil.copy(lab / f, static / "jupyterlab" / f)
+        for f in ("index.css", "theme-light.css"):
+            shutil.copy(lab / f, static / "jupyterlab" / f)
         shutil.copy(HERE / "site.css", static / "site.css")
         docs = []
         for p in self.nbs:
@@ -291,7 +349,8 @@ class Site:
             katex_js = install_katex(static, Path(tmp), katex_tgz)
             rendered = render_math([[tex, disp] for tex, disp, _ in self.math], katex_js)
         for (tex, disp, source), (_, err) in zip(self.math, rendered):
-            if err: self.warnings.append(f"{source}: KaTeX cannot render `{tex[:80]}`: {err}")
+            if err:
+                self.warnings.append(f"{source}: KaTeX cannot render `{tex[:80]}`: {err}")
         for name, body in html_pages.items():
             out = self.out / name
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -318,15 +377,16 @@ def main(argv=None):
     ap.add_argument("--katex-tgz", default=None, help=f"a katex-{KATEX_VERSION}.tgz on disk instead of `npm pack`")
     a = ap.parse_args(argv)
     out = Path(a.out).resolve()
-    if ROOT.is_relative_to(out) or (out != ROOT / "_docs" and out.is_dir() and any(out.iterdir())
-                                    and not (out / MARKER).exists()):
+    if ROOT.is_relative_to(out) or (out != ROOT / "_docs" and out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists()):
         sys.exit(f"--out {out} is not empty and not a previous docs build: pick a new or empty folder")
     res = Site(out).build(a.katex_tgz)
-    for w in res["warnings"]: print("warning:", w, file=sys.stderr)
-    print(f"docs: {len(res['pages'])} pages, {res['equations']} equations, {len(res['warnings'])} warnings "
-          f"in {res['seconds']:.1f}s -> {out}/index.html")
-    if a.strict and res["warnings"]: sys.exit(1)
+    for w in res["warnings"]:
+        print("warning:", w, file=sys.stderr)
+    print(f"docs: {len(res['pages'])} pages, {res['equations']} equations, {len(res['warnings'])} warnings in {res['seconds']:.1f}s -> {out}/index.html")
+    if a.strict and res["warnings"]:
+        sys.exit(1)
     return res
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()
