@@ -11,6 +11,7 @@ shapes through the VAE (512x512 latents 64x64), far less UNet compute than SD v1
 benchmarks/prior.py for the full-size UNet cost).
 
     python benchmarks/train_step.py --ckpt results/real_scenes/fern_base_s0/ckpts/ckpt_2000.pt
+    python benchmarks/train_step.py --ckpt RUN/ckpts/ckpt_200.pt --n-gs 50000 --configs "seen views only (base)" "+ L_geo"
     python benchmarks/train_step.py --data-dir data/demo --preset demo      # the embedded scene
     python benchmarks/train_step.py --preset smoke --reps 1                  # seconds: checks the script runs
 
@@ -45,20 +46,25 @@ def run_one(name, a):
     state = init_state(run)
     if a.ckpt:
         ck = read_checkpoint(a.ckpt)
-        state.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v.to(run.device)) for k, v in ck["splats"].items()})
+        sp = ck["splats"]
+        if a.n_gs and a.n_gs < len(sp["means"]):  # a fixed random subset (benchmarks/step_profile.py keeps the same one)
+            keep = torch.randperm(len(sp["means"]), generator=torch.Generator().manual_seed(0))[:a.n_gs].sort().values
+            sp = {k: v[keep] for k, v in sp.items()}
+        state.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v.to(run.device).contiguous()) for k, v in sp.items()})
+        state.strategy_state = run.strategy.initialize_state(scene_scale=run.extent)
         state.optimizers = make_optimizers(state.splats, cfg.optim, scene_extent=run.extent)
     step = min(cfg.pseudo.start + cfg.score.warmup_steps + 100, cfg.pseudo.end - 1)  # inside the window, after the warm-up
     assert cfg.pseudo.start < step < cfg.pseudo.end
-    times, terms = [], None
+    times, cpus, terms = [], [], None
     for i in range(a.reps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses, _ = compute_losses(run, state, step)
         losses["loss"].backward()
         optimizer_step(run, state, step)
-        if i: times.append(time.perf_counter() - t0)  # the first step is a warm-up (builds, caches)
+        if i: times.append(time.perf_counter() - t0); cpus.append(time.process_time() - c0)  # the first step is a warm-up
         terms = sorted(k for k in losses if k != "loss")
     H, W = run.train_images.shape[1:3]
-    return dict(name=name, s_per_step=statistics.median(times), min=min(times), terms=terms, n_gs=len(state.splats["means"]),
+    return dict(name=name, s_per_step=statistics.median(times), cpu=statistics.median(cpus), min=min(times), terms=terms, n_gs=len(state.splats["means"]),
                 image=f"{W}x{H}", rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, reps=a.reps)
 
 def main():
@@ -66,6 +72,7 @@ def main():
     ap.add_argument("--preset", default="llff-3view")
     ap.add_argument("--data-dir", default=None, help="scene folder (default: the preset's)")
     ap.add_argument("--ckpt", default=None, help="start from these Gaussians (a checkpoint of a run on the same scene)")
+    ap.add_argument("--n-gs", type=int, default=0, help="keep a fixed random subset of this many Gaussians of --ckpt")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
@@ -76,16 +83,16 @@ def main():
         print(json.dumps(run_one(a.one, a))); return
     rows = []
     print(f"# {os.cpu_count()} CPUs, {a.threads} threads, preset {a.preset}, ckpt {a.ckpt}, load average {os.getloadavg()[0]:.2f}", flush=True)
-    print("| configuration | s/step (median) | min | x base | terms | Gaussians | image | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|")
+    print("| configuration | s/step (median) | CPU s/step (median) | min | x base | terms | Gaussians | image | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|")
     for name in a.configs:
-        cmd = [sys.executable, __file__, "--one", name, "--preset", a.preset, "--reps", str(a.reps), "--threads", str(a.threads), "--out", a.out]
+        cmd = [sys.executable, __file__, "--one", name, "--preset", a.preset, "--reps", str(a.reps), "--threads", str(a.threads), "--out", a.out, "--n-gs", str(a.n_gs)]
         if a.data_dir: cmd += ["--data-dir", a.data_dir]
         if a.ckpt: cmd += ["--ckpt", a.ckpt]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if r.returncode: print(f"| {name} | failed (exit {r.returncode}) | | | | | | |\n{r.stderr[-2000:]}", flush=True); continue
+        if r.returncode: print(f"| {name} | failed (exit {r.returncode}) | | | | | | | |\n{r.stderr[-2000:]}", flush=True); continue
         d = json.loads(r.stdout.strip().splitlines()[-1]); rows.append(d)
         base = rows[0]["s_per_step"]
-        print(f"| {name} | {d['s_per_step']:.3f} | {d['min']:.3f} | {d['s_per_step'] / base:.1f} | {', '.join(d['terms'])} | "
+        print(f"| {name} | {d['s_per_step']:.3f} | {d['cpu']:.3f} | {d['min']:.3f} | {d['s_per_step'] / base:.1f} | {', '.join(d['terms'])} | "
               f"{d['n_gs']:,} | {d['image']} | {d['rss_mb']:.0f} |", flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")
 

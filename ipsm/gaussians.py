@@ -169,7 +169,7 @@ def make_optimizers(splats: torch.nn.ParameterDict, # gsplat-layout parameters
                     scene_extent: float = 1.0, # scene extent (multiplies the position lr)
                     batch_size: int = 1, # images per step (gsplat's sqrt(B) lr / beta rescaling)
                    ) -> dict[str, torch.optim.Adam]: # parameter name -> its Adam (one param group each)
-    "One Adam per parameter with the 3DGS learning rates (the layout gsplat strategies require)."
+    "One Adam per parameter with the 3DGS learning rates (the layout gsplat strategies require); torch's foreach Adam."
     cfg = cfg or OptimConfig()
     lrs = dict(means=cfg.means_lr * scene_extent, scales=cfg.scales_lr, quats=cfg.quats_lr,
                opacities=cfg.opacities_lr, sh0=cfg.sh0_lr, shN=cfg.shN_lr)
@@ -179,7 +179,7 @@ def make_optimizers(splats: torch.nn.ParameterDict, # gsplat-layout parameters
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     b = batch_size
     return {k: torch.optim.Adam([{"params": [splats[k]], "lr": lrs[k] * math.sqrt(b), "name": k}],
-                                eps=cfg.eps / math.sqrt(b), betas=(1 - b * (1 - 0.9), 1 - b * (1 - 0.999)))
+                                eps=cfg.eps / math.sqrt(b), betas=(1 - b * (1 - 0.9), 1 - b * (1 - 0.999)), foreach=True)
             for k in splats.keys()}
 
 # %% ../nbs/07_gaussians.ipynb #914b3be4

@@ -54,10 +54,11 @@ def render_view(run: Run, # the run (background colour, device)
                 splats: torch.nn.ParameterDict, # current parameters
                 cams: Cameras, # C views
                 sh_degree: int, # SH degree to use
-               ): # (rgb [C,H,W,3], depth [C,H,W,1], alpha [C,H,W,1], info)
+                render_mode: str = "RGB+D", # 'D': depth and alpha only (rgb is None), for the warp's source view
+               ): # (rgb [C,H,W,3] or None, depth [C,H,W,1], alpha [C,H,W,1], info)
     "Render `cams` with the run's background (ipsm.render.render_splats)."
     bg = torch.tensor(run.cfg.background.color, dtype=torch.float32, device=run.device).expand(len(cams), 3)
-    return render_splats(splats, cams, sh_degree=sh_degree, backgrounds=bg)
+    return render_splats(splats, cams, sh_degree=sh_degree, backgrounds=bg, render_mode=render_mode)
 
 # %% ../nbs/21_losses.ipynb #15f03be4
 def next_view(run: Run, state: TrainState) -> int:
@@ -100,7 +101,7 @@ def render_pseudo(run: Run, state: TrainState, sh_degree: int) -> PseudoView:
     "Pop a pseudo pose, render it and the source view's depth, and warp the source photo into it."
     pcam, src = pool_pop(state.pool, state.gen)
     rgb, depth, _, _ = render_view(run, state.splats, pcam, sh_degree)
-    with torch.no_grad(): _, depth_s, _, _ = render_view(run, state.splats, run.train_cams[src], sh_degree)
+    with torch.no_grad(): _, depth_s, _, _ = render_view(run, state.splats, run.train_cams[src], sh_degree, render_mode="D")
     w = warp_pseudo_view(run.train_images[src], depth_s[0, ..., 0], depth[0, ..., 0].detach(), run.train_cams.viewmats[src],
                          pcam.viewmats[0], pcam.Ks[0], run.cfg.pseudo.warp, counter=state.history.warp_flags)
     return PseudoView(pcam, src, rgb[0], depth[0, ..., 0], w)
