@@ -4,7 +4,7 @@ r"""Loading the two frozen diffusion priors IPSM uses (SD-Inpainting for $\epsil
 
 # %% ../nbs/15_diffusion.ipynb #cee839e6
 from __future__ import annotations
-import json, math, os, warnings
+import json, math, os, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -191,7 +191,7 @@ def read_prior_meta(location:str|Path, # the inpaint_model location (local folde
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise PriorMismatchError(f"{f} is not valid JSON ({e}); fix or delete it.") from None
     label, size = meta.get('label', f'local prior {f.parent.name}'), meta.get('size', 512)
     if not isinstance(label, str) or not label.strip(): raise PriorMismatchError(f"{f}: 'label' must be a non-empty string, got {label!r}.")
-    if 'stable diffusion' in label.lower(): raise PriorMismatchError(f"{f}: label {label!r} claims Stable Diffusion; a folder with {PRIOR_META} is not SD.")
+    if re.search(r'(?<!not )stable diffusion', label.lower()): raise PriorMismatchError(f"{f}: label {label!r} claims Stable Diffusion; a folder with {PRIOR_META} is not SD.")
     if not isinstance(size, int) or isinstance(size, bool) or size < 8 or size % 8: raise PriorMismatchError(f"{f}: 'size' must be an int multiple of 8 (pixels), got {size!r}.")
     return dict(label=label, size=size)
 
