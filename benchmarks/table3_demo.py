@@ -150,16 +150,17 @@ def diagnose(out: Path, ckpt_row: str = "+ IPSM + L_geo", n: int = 24, ts=(250, 
     from ipsm.config import resolve_config
     from ipsm.demo_scene import render_demo
     from ipsm.demo_prior import psnr, _sq
-    from ipsm.diffusion import decode_latents
+    from ipsm.diffusion import decode_latents, encode_images
     from ipsm.losses import render_pseudo, render_seen, term_dssim, term_geo, term_l1, term_sds
     from ipsm.run import init_state, read_checkpoint, setup_run
-    from ipsm.score import ipsm_loss, predict_x0
+    from ipsm.score import ipsm_loss, predict_x0, sds_grad
     d = run_dir(out, ckpt_row, 0); ck = read_checkpoint(d / "ckpts" / "ckpt_1000.pt")
     cfg = resolve_config(config("+ IPSM + L_geo", 0, Path(out) / "_diagnose", {}, 1000))
     run = setup_run(cfg); st = init_state(run); L = cfg.loss
     st.splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v.float()) for k, v in ck["splats"].items()})
     params, sh, S = list(st.splats.values()), cfg.model.sh_degree, int(run.prior.size)
-    rows = {k: [] for k in ("rgb", "geo", "ipsm_r1", "ipsm_r2", "sds", "repaint", "geo_mask", "render", "render_mask")}
+    rows = {k: [] for k in ("rgb", "geo", "ipsm_r1", "ipsm_r2", "sds", "repaint", "geo_mask", "render", "render_mask", "vae", "vae_mask")}
+    cos = {(g, t): [] for g in ("R1", "R2", "SDS") for t in ts}  # cos(g, z_render - z_true): > 0 = a descent step moves towards the truth
     x0 = {(b, t, m): [] for b in ("phi", "sd") for t in ts for m in ("all", "mask")}
     for k in range(n * 16):
         p = render_pseudo(run, st, sh)
@@ -176,8 +177,15 @@ def diagnose(out: Path, ckpt_row: str = "+ IPSM + L_geo", n: int = 24, ts=(250, 
         ref, mS = _sq(gt[None], S), _sq(m[None, ..., None].float().expand(1, *m.shape, 3), S)[..., 0] > 0.5
         ren = _sq(p.rgb.detach()[None], S)
         rows["render"].append(psnr(ren, ref)); rows["render_mask"].append(psnr(ren, ref, mS) if mS.any() else float("nan"))
+        with torch.no_grad():
+            z_gt = encode_images(run.prior, gt[None], sample_mode="mode", size=S)
+            rt = decode_latents(run.prior, encode_images(run.prior, p.rgb.detach()[None], sample_mode="mode", size=S))
+        rows["vae"].append(psnr(rt, ref)); rows["vae_mask"].append(psnr(rt, ref, mS) if mS.any() else float("nan"))
         for t in ts:
             tt = torch.tensor([t]); r = ipsm_loss(run.prior, p.rgb.detach(), p.warp.image, m, cfg.score, generator=st.gen, t=tt)
+            e = (r["latents"] - z_gt).flatten(); c_ = lambda g: float(torch.nn.functional.cosine_similarity(g.flatten(), e, dim=0))
+            cos[("R1", t)].append(c_(r["grad_r1"])); cos[("R2", t)].append(c_(r["grad_r2"]))
+            cos[("SDS", t)].append(c_(sds_grad(run.prior, p.rgb.detach(), cfg.score, generator=st.gen, t=tt)["grad"]))
             for b, eps in (("phi", r["eps_phi"]), ("sd", r["eps_sd"])):
                 img = decode_latents(run.prior, predict_x0(run.prior, r["x_t"], eps, tt))
                 x0[(b, t, "all")].append(psnr(img, ref)); x0[(b, t, "mask")].append(psnr(img, ref, mS) if mS.any() else float("nan"))
@@ -188,10 +196,14 @@ def diagnose(out: Path, ckpt_row: str = "+ IPSM + L_geo", n: int = 24, ts=(250, 
         lines.append(f"| {k} | {mean(rows[k]):.3g} | {mean(rows[k]) / mean(rows['rgb']):.3f} |")
     lines += ["", f"repaint mask (IPSM, tau 0.3) covers {100 * mean(rows['repaint']):.1f}% of a pseudo view; L_geo mask (tau 0.1) {100 * mean(rows['geo_mask']):.1f}%", "",
               f"| PSNR vs the exact pseudo view ({S}x{S}) | all pixels | repaint mask |", "|---|---|---|",
-              f"| the render itself | {mean(rows['render']):.2f} | {mean(rows['render_mask']):.2f} |"]
+              f"| the render itself | {mean(rows['render']):.2f} | {mean(rows['render_mask']):.2f} |",
+              f"| the render through the prior's VAE (its ceiling) | {mean(rows['vae']):.2f} | {mean(rows['vae_mask']):.2f} |"]
     for t in ts:
         for b, name in (("phi", "x0_hat inpainting branch (eps_phi)"), ("sd", "x0_hat plain branch (eps_sd)")):
             lines.append(f"| {name}, t={t}, CFG {cfg.score.guidance_scale} | {mean(x0[(b, t, 'all')]):.2f} | {mean(x0[(b, t, 'mask')]):.2f} |")
+    lines += ["", "cos(g, z_render - z_true) in latent space (mean; > 0: the descent step -g moves the render's latent towards the exact view)", "",
+              "| t | R1 | R2 | SDS |", "|---|---|---|---|"]
+    lines += [f"| {t} | {mean(cos[('R1', t)]):+.3f} | {mean(cos[('R2', t)]):+.3f} | {mean(cos[('SDS', t)]):+.3f} |" for t in ts]
     return lines
 
 
@@ -206,12 +218,13 @@ def main():
     ap.add_argument("--tag", default="", help="name of a --set variant (run folders <row>_<tag>_s<seed>, rows 'row [tag]')")
     ap.add_argument("--figures", default=str(ROOT / "benchmarks" / "figures"))
     ap.add_argument("--diagnose", action="store_true", help="gradient norms, mask coverage, x0_hat quality on pseudo views of the seed-0 IPSM + L_geo model")
+    ap.add_argument("--diag-n", type=int, default=24, help="pseudo poses measured by --diagnose")
     a = ap.parse_args()
     torch.set_num_threads(2)
     ov = dict(s.split("=", 1) for s in a.set)
     global TAG; TAG = a.tag
     if a.diagnose:
-        print("\n".join(diagnose(a.out)), flush=True); return
+        print("\n".join(diagnose(a.out, n=a.diag_n)), flush=True); return
     if not a.table_only:
         for s in a.seeds:  # seed-major: every row of seed 0 first
             for row in a.rows:
