@@ -32,7 +32,8 @@ ROWS = {  # name: overrides of the demo preset
     "+ IPSM + L_geo": dict(ipsm=True, sds=False, geo=True),
 }
 PAPER = {"base": "19.00 / 0.625 / 0.254 / 0.125", "+ SDS": "18.80 / 0.647 / 0.267 / 0.128 (CFG 7.5)",
-         "+ IPSM": "19.60 / 0.670 / 0.229 / 0.113", "+ IPSM + L_geo": "19.35 / 0.652 / 0.233 / 0.117 (base + L_geo) ... 20.44 all terms"}
+         "+ IPSM": "19.60 / 0.670 / 0.229 / 0.113",
+         "+ IPSM + L_geo": "not published (Tab. 10 Base + L_geo: 19.35 / 0.652 / 0.233 / 0.117)"}
 
 
 def _value(old, v: str):
@@ -56,8 +57,13 @@ def config(row: str, seed: int, out: Path, overrides: dict, eval_every: int):
 TAG = ""  # --tag: a variant of the method's own knobs (--set ...) gets its own run folders and table rows
 
 
-def run_dir(out: Path, row: str, seed: int) -> Path:
-    return Path(out) / f"{row.replace('+ ', '').replace(' ', '_')}{'_' + TAG.replace(' ', '') if TAG else ''}_s{seed}"
+def run_dir(out: Path, row: str, seed: int, tag: str | None = None) -> Path:
+    "results/table3_demo/<row>[_<tag>]_s<seed>; `tag` None = the current --tag."
+    tag = TAG if tag is None else tag
+    return Path(out) / f"{row.replace('+ ', '').replace(' ', '_')}{'_' + tag.replace(' ', '') if tag else ''}_s{seed}"
+
+
+def _name(row: str, tag: str) -> str: return f"{row} [{tag}]" if tag else row
 
 
 def run(row, seed, out, overrides, eval_every):
@@ -79,34 +85,41 @@ def curve(d: Path):
 
 
 def table(rows, seeds, out) -> list:
+    "Markdown rows of mean ± sd over the finished seeds; `rows` = [(row, tag)]."
     lines = ["| row | PSNR | SSIM | LPIPS | AVGE | s/step | runs | paper Tab. 3 (LLFF, PSNR/SSIM/LPIPS/AVGE) |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
+    for row, tag in rows:
         ms, sps = [], []
         for s in seeds:
-            d = run_dir(out, row, s)
+            d = run_dir(out, row, s, tag)
             if not (d / "done.json").is_file(): continue
             last = max(curve(d))[0]
             ms.append(json.loads((d / f"stats/val_step{last:04d}.json").read_text()))
             sps.append(json.loads((d / "done.json").read_text())["s_per_step"])
         if not ms: continue
         f = lambda k, n: f"{statistics.mean(m[k] for m in ms):.{n}f} ± {statistics.stdev(m[k] for m in ms) if len(ms) > 1 else 0:.{n}f}"
-        lines.append(f"| {row}{' [' + TAG + ']' if TAG else ''} | {f('psnr', 2)} | {f('ssim', 3)} | {f('lpips', 3)} | {f('avge', 3)} | {statistics.mean(sps):.3f} | {len(ms)} | {PAPER[row] if not TAG else ''} |")
+        lines.append(f"| {_name(row, tag)} | {f('psnr', 2)} | {f('ssim', 3)} | {f('lpips', 3)} | {f('avge', 3)} | {statistics.mean(sps):.3f} | {len(ms)} | {'' if tag else PAPER[row]} |")
     return lines
 
 
+COLORS = ["k", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+
+
 def plot_curves(rows, seeds, out, path):
+    "Test PSNR over steps, mean of the seeds (band: min-max), at the evaluations between densifications (step % 100 = 50) and the last."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=100)
-    for row, c in zip(rows, ["k", "tab:red", "tab:blue", "tab:green"]):
-        cs = [curve(run_dir(out, row, s)) for s in seeds if (run_dir(out, row, s) / "done.json").is_file()]
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=100)
+    for (row, tag), c in zip(rows, COLORS):
+        cs = [dict(curve(run_dir(out, row, s, tag))) for s in seeds if (run_dir(out, row, s, tag) / "done.json").is_file()]
         if not cs: continue
-        steps = [p[0] for p in cs[0]]; ys = np.array([[p[1] for p in c_] for c_ in cs if len(c_) == len(steps)])
-        ax.plot(steps, ys.mean(0), color=c, label=f"{row} (mean of {len(ys)})", lw=1.5)
-        if len(ys) > 1: ax.fill_between(steps, ys.min(0), ys.max(0), color=c, alpha=0.15)
-    ax.axvspan(200, 950, color="0.9", zorder=-1, label="pseudo views (IPSM / SDS / L_geo on)")
-    ax.set_xlabel("step", fontsize=10); ax.set_ylabel("test PSNR (dB)", fontsize=10); ax.tick_params(labelsize=9)
-    ax.set_title("demo scene, 3 views: demo prior (trained by ipsm on procedural scenes; not Stable Diffusion)", fontsize=9)
-    ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(path); plt.close(fig)
+        last = max(cs[0]); steps = [st for st in sorted(cs[0]) if st % 100 == 50 or st == last]
+        ys = np.array([[c_[st] for st in steps] for c_ in cs if all(st in c_ for st in steps)])
+        ax.plot(steps, ys.mean(0), color=c, ls="--" if tag else "-", marker=".", label=f"{_name(row, tag)} ({len(ys)} seeds)", lw=1.5)
+        if len(ys) > 1: ax.fill_between(steps, ys.min(0), ys.max(0), color=c, alpha=0.12)
+    ax.axvspan(200, 950, color="0.92", zorder=-1, label="pseudo views on (200 < step < 950)")
+    ax.set_xlabel("step (evaluated between densifications, and at 1000)", fontsize=9); ax.set_ylabel("test PSNR (dB)", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.set_title("demo scene, 3 views; demo prior (trained by ipsm on procedural scenes;\nnot Stable Diffusion)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right"); fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 
 CROP = (0.05, 0.55, 3.6)  # world point between the orange and blue spheres, behind the yellow one (the demo's disocclusion)
@@ -121,20 +134,46 @@ def plot_crops(rows, seed, out, path, half=(30, 22)):
     from ipsm.demo_scene import demo_scene_path
     sc = load_llff(demo_scene_path(), factor=1); sp = sparse_split(sc, 3)
     uv, _ = project_points(sc.cameras[sp.test], torch.tensor([CROP]))
-    fig, axs = plt.subplots(len(sp.test), len(rows) + 1, figsize=(1.6 * (len(rows) + 1), 1.35 * len(sp.test)), dpi=100, squeeze=False)
+    fig, axs = plt.subplots(len(sp.test), len(rows) + 1, figsize=(1.45 * (len(rows) + 1), 1.3 * len(sp.test) + 0.3), dpi=100, squeeze=False)
     for i, (v, name) in enumerate(zip(sp.test, sp.test_names)):
         u0, v0 = [int(round(float(x))) for x in uv[i, 0]]
         box = lambda im: im[max(0, v0 - half[1]):v0 + half[1], max(0, u0 - half[0]):u0 + half[0]]
         axs[i, 0].imshow(box(sc.images[v].numpy())); axs[i, 0].set_ylabel(Path(name).stem, fontsize=8)
-        for j, row in enumerate(rows):
-            d = run_dir(out, row, seed)
+        for j, (row, tag) in enumerate(rows):
+            d = run_dir(out, row, seed, tag)
             last = max(curve(d))[0] if (d / "done.json").is_file() else None
             f = d / f"test/ours_{last}/renders/{Path(name).stem}.png"
             if last and f.is_file(): axs[i, j + 1].imshow(box(np.asarray(Image.open(f))))
-    for j, t in enumerate(["ground truth"] + list(rows)): axs[0, j].set_title(t, fontsize=9)
+    for j, t in enumerate(["ground truth"] + [_name(r, g).replace(" [", "\n[") for r, g in rows]): axs[0, j].set_title(t, fontsize=8)
     for a in axs.flat: a.set_xticks([]); a.set_yticks([])
     fig.suptitle(f"test views, region between the spheres (seed {seed}, step 1000)", fontsize=9)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
+
+
+def crop_psnr(rows, seeds, out, half=(30, 22)) -> list:
+    "PSNR inside the crop boxes of `plot_crops` (3 test views pooled), mean ± sd over the seeds: the disocclusion, in numbers."
+    from PIL import Image
+    from ipsm.data import load_llff, sparse_split
+    from ipsm.cameras import project_points
+    from ipsm.demo_scene import demo_scene_path
+    sc = load_llff(demo_scene_path(), factor=1); sp = sparse_split(sc, 3)
+    uv, _ = project_points(sc.cameras[sp.test], torch.tensor([CROP]))
+    boxes = [(int(round(float(uv[i, 0, 1]))), int(round(float(uv[i, 0, 0])))) for i in range(len(sp.test))]
+    lines = ["| row | PSNR in the crops (dB) | runs |", "|---|---|---|"]
+    for row, tag in rows:
+        ps = []
+        for s in seeds:
+            d = run_dir(out, row, s, tag)
+            if not (d / "done.json").is_file(): continue
+            last, se = max(curve(d))[0], []
+            for (v0, u0), v, name in zip(boxes, sp.test, sp.test_names):
+                sl = (slice(max(0, v0 - half[1]), v0 + half[1]), slice(max(0, u0 - half[0]), u0 + half[0]))
+                im = np.asarray(Image.open(d / f"test/ours_{last}/renders/{Path(name).stem}.png"), dtype=np.float64)[..., :3] / 255
+                gt = np.round(sc.images[v].numpy().astype(np.float64) * 255) / 255
+                se.append(((im[sl] - gt[sl]) ** 2).mean())
+            ps.append(-10 * np.log10(np.mean(se)))
+        if ps: lines.append(f"| {_name(row, tag)} | {np.mean(ps):.2f} ± {np.std(ps, ddof=1) if len(ps) > 1 else 0:.2f} | {len(ps)} |")
+    return lines
 
 
 def _gnorm(loss, params) -> float:
@@ -218,6 +257,7 @@ def main():
     ap.add_argument("--tag", default="", help="name of a --set variant (run folders <row>_<tag>_s<seed>, rows 'row [tag]')")
     ap.add_argument("--figures", default=str(ROOT / "benchmarks" / "figures"))
     ap.add_argument("--diagnose", action="store_true", help="gradient norms, mask coverage, x0_hat quality on pseudo views of the seed-0 IPSM + L_geo model")
+    ap.add_argument("--extra", nargs="*", default=[], help="more finished rows for the table and figures, as 'ROW|TAG' (e.g. 'base|L_geo only')")
     ap.add_argument("--diag-n", type=int, default=24, help="pseudo poses measured by --diagnose")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -231,10 +271,12 @@ def main():
                 d = run(row, s, a.out, ov, a.eval_every); dj = json.loads((d / 'done.json').read_text())
                 print(f"{row}{' [' + TAG + ']' if TAG else ''} seed {s}: {dj['wall_s']:.0f} s wall, {dj['cpu_s']:.0f} s CPU, "
                       f"load {dj['load_start']:.1f} -> {dj['load_end']:.1f}", flush=True)
-    print("\n".join(table(a.rows, a.seeds, a.out)))
+    rows = [(r, TAG) for r in a.rows] + [tuple(e.split("|", 1)) for e in a.extra]
+    print("\n".join(table(rows, a.seeds, a.out)))
     Path(a.figures).mkdir(parents=True, exist_ok=True)
-    plot_curves(a.rows, a.seeds, a.out, Path(a.figures) / "table3_demo_psnr.png")
-    plot_crops(a.rows, a.seeds[0], a.out, Path(a.figures) / "table3_demo_crops.png")
+    plot_curves(rows, a.seeds, a.out, Path(a.figures) / "table3_demo_psnr.png")
+    plot_crops(rows, a.seeds[0], a.out, Path(a.figures) / "table3_demo_crops.png")
+    print("\n".join(crop_psnr(rows, a.seeds, a.out)))
     print(f"uptime load: {os.getloadavg()}")
 
 
