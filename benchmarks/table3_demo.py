@@ -101,6 +101,14 @@ def table(rows, seeds, out) -> list:
     return lines
 
 
+def _save(fig, path):
+    "Write a small PNG (256-colour palette) and close the figure."
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    fig.savefig(path); plt.close(fig)
+    Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
+
+
 COLORS = ["k", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
 
 
@@ -119,7 +127,7 @@ def plot_curves(rows, seeds, out, path):
     ax.set_xlabel("step (evaluated between densifications, and at 1000)", fontsize=9); ax.set_ylabel("test PSNR (dB)", fontsize=10)
     ax.tick_params(labelsize=9)
     ax.set_title("demo scene, 3 views; demo prior (trained by ipsm on procedural scenes;\nnot Stable Diffusion)", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right"); fig.tight_layout(); fig.savefig(path); plt.close(fig)
+    ax.legend(fontsize=8, loc="lower right"); fig.tight_layout(); _save(fig, path)
 
 
 CROP = (0.05, 0.55, 3.6)  # world point between the orange and blue spheres, behind the yellow one (the demo's disocclusion)
@@ -147,7 +155,7 @@ def plot_crops(rows, seed, out, path, half=(30, 22)):
     for j, t in enumerate(["ground truth"] + [_name(r, g).replace(" [", "\n[") for r, g in rows]): axs[0, j].set_title(t, fontsize=8)
     for a in axs.flat: a.set_xticks([]); a.set_yticks([])
     fig.suptitle(f"test views, region between the spheres (seed {seed}, step 1000)", fontsize=9)
-    fig.tight_layout(); fig.savefig(path); plt.close(fig)
+    fig.tight_layout(); _save(fig, path)
 
 
 def crop_psnr(rows, seeds, out, half=(30, 22)) -> list:
