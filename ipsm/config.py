@@ -247,12 +247,12 @@ def _base() -> TrainConfig:
 # %% ../nbs/19_config.ipynb #4fedbc74
 def _demo() -> TrainConfig:
     # The LLFF schedule with every step count x 0.1 (1000 steps; pseudo views for 200 < step < 950),
-    # resolved here so that `--max-steps` etc. on top of `demo` mean what they say. Regularized by L_geo
-    # only: no SD weights exist on a fresh machine and the tiny random prior costs seconds per step on
-    # CPU while contributing noise, not guidance (add `--ipsm --prior tiny` to exercise that path).
+    # resolved here so that `--max-steps` etc. on top of `demo` mean what they say. IPSM (R1 + R2) and
+    # L_geo on the demo prior (ipsm.demo_prior: trained by ipsm on procedural scenes, not Stable Diffusion);
+    # no depth terms: no monocular-depth weights exist here, and a random depth net is noise, not guidance.
     cfg = TrainConfig(data=DataConfig(data_dir="data/demo", factor=1),
                       schedule=ScheduleConfig(steps_scaler=0.1, eval_steps=(10_000,), save_steps=(5000, 10_000), log_every=10),
-                      ipsm=False, depth=False, geo=True, prior="tiny", depth_model="tiny", device="cpu", preset="demo")
+                      ipsm=True, depth=False, geo=True, prior="demo", depth_model="none", device="cpu", preset="demo")
     cfg = adjust_steps(cfg)
     cfg.strategy.refine_every = 100  # not scaled: densifying 10x as often as the reference grows ~60k Gaussians in 1000 steps
     return cfg
@@ -270,7 +270,7 @@ def _smoke() -> TrainConfig:
 
 # %% ../nbs/19_config.ipynb #5a6cc275
 PRESETS: dict[str, tuple[str, Callable[[], TrainConfig]]] = {
-    "demo": ("Embedded procedural scene (data/demo), a few minutes on 2 CPU cores: the IPSM-Gaussian schedule x0.1 with L_geo (no SD weights needed; --ipsm --prior tiny adds the TINY random prior).", _demo),
+    "demo": ("Embedded procedural scene (data/demo), a few minutes on 2 CPU cores: the IPSM-Gaussian schedule x0.1, IPSM (R1 + R2) + L_geo on the demo prior (trained by ipsm on procedural scenes; not Stable Diffusion), no depth terms.", _demo),
     "llff-3view": ("The authors' LLFF 3-view settings: 10k steps, IPSM + depth + geometry regularizers, SD priors.", _llff),
     "dtu-3view": ("The authors' DTU 3-view settings: L1/D-SSIM 0.4/0.6, x0.1 regularizers, opacity reset every 1000, background prior.", _dtu),
     "base": ("The 3DGS/FSGS backbone alone: no diffusion prior, no depth or geometry regularizer (the ablation baseline).", _base),

@@ -40,6 +40,7 @@ LLFF = {  # flattened field: (value, where it comes from)
     "strategy.split_dist": (10.0, R + "arguments dist_thres"),
     "strategy.unpool_dist": (5.0, R + "gaussian_model.py proximity unpooling: 5 x extent"),
     "strategy.unpool_stop_iter": (2000, R + "gaussian_model.py: unpool while iteration < 2000"),
+    "strategy.unpool_pairing": ("authors", R + "gaussian_model.py proximity unpooling: sources tiled against interleaved neighbours"),
     "strategy.prune_opa": (0.005, R + "arguments prune_threshold"),
     "strategy.prune_from_iter": (500, R + "arguments prune_from_iter"),
     "strategy.refine_start_iter": (500, R + "arguments densify_from_iter"),
@@ -67,10 +68,9 @@ LLFF = {  # flattened field: (value, where it comes from)
     "score.lambda_ipsm_r1": (ScoreConfig().lambda_ipsm_r1, "ipsm.score default; the trainer reads loss.lambda_ipsm_r1"),
     "score.lambda_ipsm_r2": (ScoreConfig().lambda_ipsm_r2, "ipsm.score default; the trainer reads loss.lambda_ipsm_r2"),
     "score.lambda_sds": (ScoreConfig().lambda_sds, "ipsm.score default; the trainer reads loss.lambda_sds"),
-    "score.warmup_start": (ScoreConfig().warmup_start, "ipsm.score default; unused (the ramp starts at pseudo.start)"),
     "score.warmup_steps": (500, R + "train.py:139 min((iteration - start_sample_pseudo) / 500, 1)"),
     "score.sample_mode": ("sample", R + "sd_guidance.py _encode_vae_image (diffusers retrieve_latents 'sample')"),
-    "score.size": (512, R + "train.py:149-153 interpolate to 512 x 512"),
+    "score.size": (None, "ipsm: None = the prior's own working size: 512 for SD, as " + R + "train.py:149-153 interpolate to 512 x 512"),
     "depth_reg.late_step": (9501, R + "train.py:122-124 weight lowered after its use at iteration end_sample_pseudo + 1"),
     "depth_reg.late_weight": (0.001, R + "train.py:124 min(0.001, depth_weight)"),
     "depth_reg.input_size": ([384, 512], R + "utils/depth_utils.py resize to 384 x 512"),
@@ -205,3 +205,26 @@ def test_opacity_reset_clamps_opacities(tmp_path):
                         **{"schedule.max_steps": 7, "schedule.save_steps": ()}), progress=False)  # smoke: reset at step 7
     op = torch.sigmoid(read_checkpoint(tmp_path / "r/ckpts/ckpt_7.pt")["splats"]["opacities"])
     assert op.max() <= 0.01 + 1e-6
+
+# ---- the demo preset: the README's main job ----------------------------------------------------------
+
+def test_demo_preset_trains_ipsm_with_geo_on_the_demo_prior():
+    "`ipsm-train demo` = IPSM (R1 + R2) + L_geo on ipsm's own demo prior, no depth terms, the LLFF schedule x0.1."
+    from ipsm.config import loss_weights, uses_pseudo_views, validate
+    c = validate(preset_config("demo"))
+    assert (c.ipsm, c.geo, c.depth, c.sds, c.prior, c.depth_model) == (True, True, False, False, "demo", "none")
+    assert {n for n, w in loss_weights(c).items() if w} == {"l1", "dssim", "geo", "ipsm_r1", "ipsm_r2"}
+    assert (c.loss.lambda_ipsm_r1, c.loss.lambda_ipsm_r2, c.loss.lambda_geo) == (0.2, 2.0, 2.0)  # the authors' weights, unscaled
+    assert (c.schedule.max_steps, c.pseudo.start, c.pseudo.end, c.score.warmup_steps) == (1000, 200, 950, 50)  # schedule x0.1
+    assert uses_pseudo_views(c) and c.data.data_dir == "data/demo" and c.device == "cpu"
+
+def test_demo_preset_label_names_the_demo_prior():
+    "The label printed on the progress bar and written to cfg.yml / results.json: the demo prior, never 'Stable Diffusion'."
+    from ipsm.demo_prior import DEMO_PRIOR_LABEL
+    from ipsm.run import prior_label
+    c = preset_config("demo")
+    assert prior_label(c) == "IPSM with ipsm demo prior"
+    class P: label = DEMO_PRIOR_LABEL
+    got = prior_label(c, P())
+    assert got == f"IPSM with {DEMO_PRIOR_LABEL}" and "not Stable Diffusion" in got
+    assert prior_label(preset_config("demo", ipsm=False, geo=True)) == "no prior"
