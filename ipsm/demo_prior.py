@@ -5,7 +5,7 @@
 # %% ../nbs/17_demo_prior.ipynb #ed20c1fc
 from __future__ import annotations
 import copy, hashlib, json, math, os, platform, resource, time, warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,8 @@ def working_inputs(smp:dict, # output of `scene_samples`
 
 # %% ../nbs/17_demo_prior.ipynb #019b6532
 def _one_scene(args):
-    torch.set_num_threads(1); smp = scene_samples(*args)
+    "One data worker's job: (family seed, PriorDataConfig) -> the scene's working-size tensors (float16) and its caption."
+    seed, cfg = args; torch.set_num_threads(1); smp = scene_samples(seed, cfg)
     return {k: v.half() for k, v in working_inputs(smp, cfg).items()}, smp['caption']
 
 def build_dataset(cfg:PriorDataConfig=PriorDataConfig(), # recipe

@@ -4,7 +4,6 @@
 
 # %% ../nbs/18_guidance_widget.ipynb #fdf7c4ad
 from __future__ import annotations
-from functools import partial
 
 import numpy as np
 import torch
@@ -53,7 +52,6 @@ def record_ipsm(prior:Prior, # frozen priors (real or tiny)
                 image_size:int=64, # stored image resolution (small: notebooks stay light)
                )->dict: # numpy arrays, first axis = timestep
     "Run one IPSM evaluation per timestep (same eps) and keep what each UNet saw and predicted, as numpy."
-    g = torch.Generator().manual_seed(seed)
     noise = None
     keys = ('x_t', 'x0_phi', 'x0_sd', 'grad_r1', 'grad_r2', 'loss_r1', 'loss_r2')
     rec = {k: [] for k in keys}

@@ -8,9 +8,8 @@ __all__ = ['TERMS', 'schedule_at', 'weights_at', 'render_view', 'next_view', 'Se
            'term_sds', 'compute_losses', 'optimizer_step', 'densify_step']
 
 # %% ../nbs/21_losses.ipynb #bdea43a7
-import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 

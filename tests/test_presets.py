@@ -6,7 +6,6 @@ no counterpart there (output files, device, our own options). Fields of other mo
 authors' code has no number for (ipsm.init) are checked against those modules' own defaults: the preset
 must not change them. Mutation-tester rule: changing any one preset value must fail a test here.
 """
-import dataclasses
 
 import pytest
 import torch
@@ -110,8 +109,10 @@ LLFF = {  # flattened field: (value, where it comes from)
     "save_video": (True, "ipsm: a trajectory video at the end"),
     "resume": (None, "ipsm"),
 }
-LLFF |= {f"init.{k}": (v, "ipsm.init default (no number in the authors' code: COLMAP with its own defaults)")
-         for k, v in flat_dict(config_to_dict(InitConfig())).items()}
+LLFF |= {
+    f"init.{k}": (v, "ipsm.init default (no number in the authors' code: COLMAP with its own defaults)")
+    for k, v in flat_dict(config_to_dict(InitConfig())).items()
+}
 
 DTU = LLFF | {  # what train_dtu_mask.py + configs/dtu.yaml change
     "data.factor": (4, R + "configs/dtu.yaml resolution: 4 (images_4, 400x300)"),
@@ -126,6 +127,7 @@ DTU = LLFF | {  # what train_dtu_mask.py + configs/dtu.yaml change
     "preset": ("dtu-3view", "ipsm: names the run folder"),
 }
 
+
 @pytest.mark.parametrize("name,table,scene", [("llff-3view", LLFF, "llff/fern"), ("dtu-3view", DTU, "dtu/scan24")])
 def test_preset_matches_the_authors(name, table, scene):
     got = flat_dict(config_to_dict(preset_config(name)))
@@ -134,11 +136,14 @@ def test_preset_matches_the_authors(name, table, scene):
     wrong = {k: (got[k], v) for k, (v, _) in table.items() if got[k] != v or type(got[k]) is not type(v)}
     assert not wrong, "preset value != authors' value (field: (preset, table)): " + repr(wrong)
 
+
 def test_dtu_preset_differs_only_where_the_authors_do():
     a, b = (flat_dict(config_to_dict(preset_config(n))) for n in ("llff-3view", "dtu-3view"))
     assert {k for k in a if a[k] != b[k]} == {k for k in DTU if DTU[k] != LLFF[k]} | {"data.data_dir"}
 
+
 # ---- where a value enters a computation -------------------------------------------------------------
+
 
 def test_schedule_of_the_llff_preset():
     c = preset_config("llff-3view")
@@ -148,69 +153,99 @@ def test_schedule_of_the_llff_preset():
     assert [s for s in steps if schedule_at(c, s)["densify"]][:2] == [600, 700] and max(s for s in steps if schedule_at(c, s)["densify"]) == 9900
     assert [schedule_at(c, s)["sh_degree"] for s in (499, 500, 1000, 1500, 9999)] == [0, 1, 2, 3, 3]
 
+
 def test_dtu_opacity_resets():
     c = preset_config("dtu-3view")
     assert [s for s in range(1, 10_001) if schedule_at(c, s)["reset_opacity"]] == list(range(2001, 10_000, 1000))
+
 
 def test_weights_over_the_schedule():
     c = preset_config("llff-3view")
     w = {s: weights_at(c, s) for s in (2000, 2001, 2250, 2500, 9499, 9500, 9501, 9502)}
     assert w[2000]["geo"] == w[2000]["ipsm_r2"] == w[2000]["depth_pseudo"] == 0  # outside the window
-    assert w[2001]["geo"] == 2.0 and w[2250]["geo"] == 2.0                            # L_geo: no ramp
+    assert w[2001]["geo"] == 2.0 and w[2250]["geo"] == 2.0  # L_geo: no ramp
     assert w[2250]["ipsm_r1"] == pytest.approx(0.1) and w[2250]["ipsm_r2"] == pytest.approx(1.0)  # ramp 0.5 on IPSM
-    assert w[2250]["depth_pseudo"] == pytest.approx(0.25)                             # ... and on the pseudo depth
+    assert w[2250]["depth_pseudo"] == pytest.approx(0.25)  # ... and on the pseudo depth
     assert w[2500]["ipsm_r2"] == 2.0 and w[9499]["ipsm_r2"] == 2.0 and w[9500]["ipsm_r2"] == 0
-    assert [w[s]["depth_seen"] for s in (9499, 9501, 9502)] == [0.05, 0.05, 0.001]    # lowered after 9501
+    assert [w[s]["depth_seen"] for s in (9499, 9501, 9502)] == [0.05, 0.05, 0.001]  # lowered after 9501
     assert all(w[s]["sds"] == 0 for s in w) and weights_at(preset_config("llff-3view", sds=True), 2500)["sds"] == 2.0
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     from ipsm.run import setup_run, init_state
+
     def make(**kw):
         cfg = resolve_config(preset_config("smoke", result_dir=str(tmp_path_factory.mktemp("r")), **kw))
         run = setup_run(cfg)
         return run, init_state(run)
+
     return make
+
 
 @pytest.mark.parametrize("lam", [2.0, 5.0])
 def test_lambda_geo_multiplies_L_geo(smoke_run, lam):
     from ipsm.losses import compute_losses
+
     run, state = smoke_run(ipsm=False, depth=False, **{"loss.lambda_geo": lam})
     losses, _ = compute_losses(run, state, 6)
     assert set(losses) == {"loss", "loss_l1", "loss_dssim", "loss_geo"}
     torch.testing.assert_close(losses["loss"], 0.8 * losses["loss_l1"] + 0.2 * losses["loss_dssim"] + lam * losses["loss_geo"])
 
+
 def test_ramp_applies_to_ipsm_and_pseudo_depth_not_geo(smoke_run):
     from ipsm.losses import compute_losses
+
     run, state = smoke_run()
-    losses, _ = compute_losses(run, state, 5)          # smoke: pseudo.start 4, warmup 2 -> ramp 0.5 at step 5
+    losses, _ = compute_losses(run, state, 5)  # smoke: pseudo.start 4, warmup 2 -> ramp 0.5 at step 5
     c = run.cfg.loss
-    expect = (c.lambda_l1 * losses["loss_l1"] + c.lambda_dssim * losses["loss_dssim"] + c.lambda_depth_seen * losses["loss_depth_seen"]
-              + c.lambda_geo * losses["loss_geo"] + 0.5 * (c.lambda_depth_pseudo * losses["loss_depth_pseudo"]
-              + c.lambda_ipsm_r1 * losses["loss_ipsm_r1"] + c.lambda_ipsm_r2 * losses["loss_ipsm_r2"]))
+    expect = (
+        c.lambda_l1 * losses["loss_l1"]
+        + c.lambda_dssim * losses["loss_dssim"]
+        + c.lambda_depth_seen * losses["loss_depth_seen"]
+        + c.lambda_geo * losses["loss_geo"]
+        + 0.5 * (c.lambda_depth_pseudo * losses["loss_depth_pseudo"] + c.lambda_ipsm_r1 * losses["loss_ipsm_r1"] + c.lambda_ipsm_r2 * losses["loss_ipsm_r2"])
+    )
     torch.testing.assert_close(losses["loss"], expect)
+
 
 def test_seen_depth_weight_drops_late(smoke_run):
     from ipsm.losses import compute_losses
-    run, state = smoke_run(ipsm=False, geo=False)     # smoke: late_step 10, pseudo window 5..10
+
+    run, state = smoke_run(ipsm=False, geo=False)  # smoke: late_step 10, pseudo window 5..10
     for step, wd in ((3, 0.05), (11, 0.001)):
         losses, _ = compute_losses(run, state, step)
         assert "loss_depth_pseudo" not in losses
         torch.testing.assert_close(losses["loss"], 0.8 * losses["loss_l1"] + 0.2 * losses["loss_dssim"] + wd * losses["loss_depth_seen"])
 
+
 def test_opacity_reset_clamps_opacities(tmp_path):
     from ipsm.train import train
     from ipsm.run import read_checkpoint
-    train(preset_config("smoke", result_dir=str(tmp_path / "r"), ipsm=False, depth=False, save_video=False, save_ply=False,
-                        **{"schedule.max_steps": 7, "schedule.save_steps": ()}), progress=False)  # smoke: reset at step 7
+
+    train(
+        preset_config(
+            "smoke",
+            result_dir=str(tmp_path / "r"),
+            ipsm=False,
+            depth=False,
+            save_video=False,
+            save_ply=False,
+            **{"schedule.max_steps": 7, "schedule.save_steps": ()},
+        ),
+        progress=False,
+    )  # smoke: reset at step 7
     op = torch.sigmoid(read_checkpoint(tmp_path / "r/ckpts/ckpt_7.pt")["splats"]["opacities"])
     assert op.max() <= 0.01 + 1e-6
 
+
 # ---- the demo preset: the README's main job ----------------------------------------------------------
+
 
 def test_demo_preset_trains_ipsm_with_geo_on_the_demo_prior():
     "`ipsm-train demo` = IPSM (R1 + R2) + L_geo on ipsm's own demo prior, no depth terms, the LLFF schedule x0.1."
     from ipsm.config import loss_weights, uses_pseudo_views, validate
+
     c = validate(preset_config("demo"))
     assert (c.ipsm, c.geo, c.depth, c.sds, c.prior, c.depth_model) == (True, True, False, False, "demo", "none")
     assert {n for n, w in loss_weights(c).items() if w} == {"l1", "dssim", "geo", "ipsm_r1", "ipsm_r2"}
@@ -218,13 +253,18 @@ def test_demo_preset_trains_ipsm_with_geo_on_the_demo_prior():
     assert (c.schedule.max_steps, c.pseudo.start, c.pseudo.end, c.score.warmup_steps) == (1000, 200, 950, 50)  # schedule x0.1
     assert uses_pseudo_views(c) and c.data.data_dir == "data/demo" and c.device == "cpu"
 
+
 def test_demo_preset_label_names_the_demo_prior():
     "The label printed on the progress bar and written to cfg.yml / results.json: the demo prior, never 'Stable Diffusion'."
     from ipsm.demo_prior import DEMO_PRIOR_LABEL
     from ipsm.run import prior_label
+
     c = preset_config("demo")
     assert prior_label(c) == "IPSM with ipsm demo prior"
-    class P: label = DEMO_PRIOR_LABEL
+
+    class P:
+        label = DEMO_PRIOR_LABEL
+
     got = prior_label(c, P())
     assert got == f"IPSM with {DEMO_PRIOR_LABEL}" and "not Stable Diffusion" in got
     assert prior_label(preset_config("demo", ipsm=False, geo=True)) == "no prior"
