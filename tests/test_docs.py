@@ -153,6 +153,8 @@ def test_cells_as_nbdev_docs_show_them(site):
                 line = next((l for l in "".join(o.get("text", "")).splitlines() if l.strip()), None)
                 if line:
                     assert line.strip() in text, f"{p.name}: output missing: {line[:60]}"
+        nb_cells = json.loads(p.read_text())["cells"]  # markdown attachments are figures of the page too
+        n_png += sum("image/png" in a for c in nb_cells if c["cell_type"] == "markdown" for a in c.get("attachments", {}).values())
         imgs = soup.select("main img[src^='data:image/png']")
         assert len(imgs) == n_png, f"{p.name}: {len(imgs)} figures on the page, {n_png} in the notebook"
 
