@@ -99,8 +99,7 @@ def working_inputs(smp:dict, # output of `scene_samples`
     return dict(x0=rs(img(smp['x0'])), masked=masked, mask=m, sources=rs(img(smp['sources'])))
 
 # %% ../nbs/17_demo_prior.ipynb #019b6532
-def _one_scene(args):
-    "One data worker's job: (family seed, PriorDataConfig) -> the scene's working-size tensors (float16) and its caption."
+def _one_scene(args): # one data worker's job: (family seed, PriorDataConfig) -> working-size float16 tensors, caption
     seed, cfg = args; torch.set_num_threads(1); smp = scene_samples(seed, cfg)
     return {k: v.half() for k, v in working_inputs(smp, cfg).items()}, smp['caption']
 
