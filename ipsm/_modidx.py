@@ -288,6 +288,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ipsm.inference.render_video': ('inference.html#render_video', 'ipsm/inference.py'),
                                 'ipsm.inference.write_mp4': ('inference.html#write_mp4', 'ipsm/inference.py')},
             'ipsm.init': { 'ipsm.init.InitConfig': ('init.html#initconfig', 'ipsm/init.py'),
+                           'ipsm.init._as_stored': ('init.html#_as_stored', 'ipsm/init.py'),
                            'ipsm.init._cache_key': ('init.html#_cache_key', 'ipsm/init.py'),
                            'ipsm.init._cache_path': ('init.html#_cache_path', 'ipsm/init.py'),
                            'ipsm.init._fallback_warning': ('init.html#_fallback_warning', 'ipsm/init.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_init.ipynb #203846c0
 from __future__ import annotations
-import hashlib, json, time, warnings
+import hashlib, json, os, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal, Sequence
@@ -69,8 +69,10 @@ def save_points(pc: PointCloud, path):  # cloud; .ply file to write (parent fold
     v['red'], v['green'], v['blue'] = np.clip(np.round(pc.colors * 255), 0, 255).astype(np.uint8).T
     if pc.errors is not None: v['error'] = pc.errors
     if pc.track_lengths is not None: v['track_length'] = pc.track_lengths
-    PlyData([PlyElement.describe(v, 'vertex')], text=False, byte_order='<').write(str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")  # write, then rename: runs sharing a cache folder never read half a file
+    PlyData([PlyElement.describe(v, 'vertex')], text=False, byte_order='<').write(str(tmp))
     path.with_suffix('.json').write_text(json.dumps(dict(method=pc.method, info=pc.info), default=str, indent=1))
+    os.replace(tmp, path)
     return path
 
 # %% ../nbs/14_init.ipynb #69f6c9ec
@@ -139,6 +141,8 @@ def _cache_path(scene, views: Views, cfg: InitConfig, cache_dir):
     return Path(cache_dir) / f"{getattr(scene, 'name', 'scene')}_{len(views)}views_{cfg.method}_{_cache_key(views, cfg)}.ply"
 
 # %% ../nbs/14_init.ipynb #dce73ced
+def _as_stored(colors): return (np.clip(np.round(colors * 255), 0, 255) / 255).astype(np.float32)  # [P,3] RGB -> the 8-bit values a PLY keeps
+
 def init_points(scene, train: Sequence[int] | None = None, cfg: InitConfig = InitConfig(), cache_dir=None, workspace=None):  # SceneData; train indices (None: all); options; folder for the cached PLY (None: <results_root>/<scene>/init, False: no cache); keep COLMAP files here
     "The initial point cloud of the training views: cfg.method with the dense -> sparse -> random fallback chain, cached."
     views = scene_views(scene, train)
@@ -149,6 +153,7 @@ def init_points(scene, train: Sequence[int] | None = None, cfg: InitConfig = Ini
     if path is not None and path.exists():
         pc = load_points(path); pc.info['cache'] = str(path); return pc
     t0 = time.perf_counter(); pc, attempts = _try_methods(views, cfg, workspace)
+    pc.colors = _as_stored(pc.colors)  # 8-bit, as the cache file keeps them: computing and reading the cache give one run
     pc.info.update(attempts=attempts, t_init=time.perf_counter() - t0)
     if len(attempts) > 1: warnings.warn(_fallback_warning(attempts))
     if path is not None: save_points(pc, path); pc.info['cache'] = str(path)

@@ -36,9 +36,9 @@ class MVSConfig:
     aggregate: Literal['best', 'mean'] = 'best'  # NCC over the source views: 'best' (robust to occlusion in one source) or 'mean'
     min_ncc: float = 0.5  # photometric confidence: drop pixels whose best NCC is below this
     min_std: float = 0.02  # texture: drop pixels whose reference window has an RGB standard deviation below this (textureless -> no depth)
-    max_reproj_px: float = 1.0  # geometric consistency: pixel -> 3D -> other view's depth -> back, at most this far in pixels (COLMAP fusion: 2)
+    max_reproj_px: float = 2.0  # geometric consistency: pixel -> 3D -> other view's depth -> back, at most this far in pixels (COLMAP fusion's default)
     max_depth_error: float = 0.01  # geometric consistency: relative depth difference allowed (COLMAP fusion: 0.01)
-    min_views: int = 2  # a fused point needs this many consistent views, the reference included (COLMAP fusion: min_num_pixels 5 over many views)
+    min_views: int = 3  # a fused point needs this many consistent views, the reference included (3: all training views; 2 lets occlusion-edge errors through; COLMAP fusion: min_num_pixels 5 over many views)
     max_points: int = 100_000  # voxel downsampling budget for the fused cloud (0: keep every fused point)
     chunk: int = 16  # depth hypotheses warped at once (memory ~ chunk x H x W x 12 floats)
     colmap_max_image_size: int = -1  # method='mvs': PatchMatch/fusion working size in pixels (-1: the original image size)
