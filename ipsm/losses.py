@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 
 from .cameras import Cameras
-from .metrics import ssim
-from .render import render_splats
+from .metrics import ssim, gaussian_window
+from .render import render_splats, load_cpp_backend
 from .warp import WarpResult, warp_pseudo_view
 from .regularizers import geo_loss, depth_loss_seen, depth_loss_pseudo, dtu_background_mask
 from .score import ipsm_loss, sds_loss, linear_warmup
@@ -106,10 +106,21 @@ def render_pseudo(run: Run, state: TrainState, sh_degree: int) -> PseudoView:
     return PseudoView(pcam, src, rgb[0], depth[0, ..., 0], w)
 
 # %% ../nbs/21_losses.ipynb #d70f5db9
+class _SSIMCpp(torch.autograd.Function):
+    "Mean `ipsm.metrics.ssim` of one [H, W, 3] pair in the compiled CPU kernels (`ssim_fwd` / `ssim_bwd`), gradient to `img`."
+    @staticmethod
+    def forward(ctx, img, gt):
+        ins = [img.detach().contiguous(), gt.detach().contiguous(), gaussian_window(11, 1.5, separable=True).to(img)]
+        m, stats = load_cpp_backend().ssim_fwd(*ins); ctx.save_for_backward(*ins, stats)   # stats [15, H, W]: the blurred moments
+        return m
+    @staticmethod
+    def backward(ctx, v): return load_cpp_backend().ssim_bwd(*ctx.saved_tensors, v.contiguous()), None
+
 def _ssim(img, gt):
-    "3DGS SSIM (ipsm.metrics.ssim); NaN instead of an error for a diverged render, so the step is skipped."
+    "3DGS SSIM (ipsm.metrics.ssim, fused in C++ for a float32 CPU image); NaN instead of an error for a diverged render, so the step is skipped."
     if not torch.isfinite(img).all(): return img.sum() * float("nan")
-    return ssim(img, gt).mean()
+    fused = img.ndim == 3 and img.shape == gt.shape and img.device.type == "cpu" and img.dtype == gt.dtype == torch.float32
+    return _SSIMCpp.apply(img, gt) if fused and load_cpp_backend() is not None else ssim(img, gt).mean()
 
 # %% ../nbs/21_losses.ipynb #4245cf94
 def term_l1(run: Run, v: SeenView, state: TrainState): return (v.rgb - v.target).abs().mean()

@@ -121,10 +121,8 @@ def tile_rects(means2d:Tensor, # [C, N, 2]
               ): # tile ranges x0, x1, y0, y1 (each [C, N], end-exclusive)
     "Range of tiles each Gaussian's box overlaps (gsplat's `isect_tiles` rule)."
     TW, TH, m, r = math.ceil(width / tile_size), math.ceil(height / tile_size), means2d.detach(), radii.float()
-    x0 = torch.floor((m[..., 0] - r[..., 0]) / tile_size).clamp(0, TW).long()
-    x1 = torch.ceil((m[..., 0] + r[..., 0]) / tile_size).clamp(0, TW).long()
-    y0 = torch.floor((m[..., 1] - r[..., 1]) / tile_size).clamp(0, TH).long()
-    y1 = torch.ceil((m[..., 1] + r[..., 1]) / tile_size).clamp(0, TH).long()
+    x0, y0 = (torch.floor((m[..., k] - r[..., k]) / tile_size).clamp(0, n).long() for k, n in ((0, TW), (1, TH)))
+    x1, y1 = (torch.ceil((m[..., k] + r[..., k]) / tile_size).clamp(0, n).long() for k, n in ((0, TW), (1, TH)))
     return x0, x1, y0, y1
 
 # %% ../nbs/08_render.ipynb #8dc68c16
@@ -293,8 +291,6 @@ def load_cpp_backend(verbose:bool=False, # print the compiler output
                       "falling back to the pure-torch reference, which is 30-100x slower. Install a C++ compiler "
                       "(g++) and `ninja`, or set TORCH_EXTENSIONS_DIR to a writable folder.")
     return _CPP
-
-# %% ../nbs/08_render.ipynb #66a45a0e
 @call_parse
 def render_cli(build:bool=False, # compile the C++ CPU rasterizer for this environment now (`make install` does)
                verbose:bool=False, # show the compiler's output
@@ -325,7 +321,6 @@ class _RasterizeCpp(torch.autograd.Function):
         ctx.save_for_backward(*args, radii, offsets, ids, t_final, last)
         ctx.size = (width, height, tile_size)
         return render, alpha
-
     @staticmethod
     def backward(ctx, v_render, v_alpha):
         m2, cn, cl, op, radii, offsets, ids, t_final, last = ctx.saved_tensors   # grads arrive materialised (zeros, not None)
@@ -363,11 +358,21 @@ class _ProjectCpp(torch.autograd.Function):
         out = load_cpp_backend().project_fwd(*ins[:3], op, *ins[3:], width, height, eps2d, near_plane, far_plane)
         ctx.save_for_backward(*ins); ctx.size = (width, height, eps2d); ctx.mark_non_differentiable(out[0])
         return tuple(out)                                                # radii, means2d, depths, conics
-
     @staticmethod
     def backward(ctx, v_radii, v_means2d, v_depths, v_conics):
         g = load_cpp_backend().project_bwd(*ctx.saved_tensors, *ctx.size, v_means2d.contiguous(), v_depths.contiguous(), v_conics.contiguous())
         return *g, None, None, None, None, None, None, None, None
+
+# %% ../nbs/08_render.ipynb #2da6c601
+class _SHColorsCpp(torch.autograd.Function):
+    "`sh_colors(means, coeffs, viewmats, sh_degree)` in C++ from the camera centres `campos` [C, 3] (degree <= 3, float32/64)."
+    @staticmethod
+    def forward(ctx, means, coeffs, campos, sh_degree):
+        ins = [t.detach().contiguous() for t in (means, coeffs, campos)]
+        ctx.save_for_backward(*ins); ctx.sh_degree = sh_degree
+        return load_cpp_backend().sh_fwd(*ins, sh_degree)                  # [C, N, 3]
+    @staticmethod
+    def backward(ctx, v_colors): return *load_cpp_backend().sh_bwd(*ctx.saved_tensors, ctx.sh_degree, v_colors.contiguous()), None, None
 
 # %% ../nbs/08_render.ipynb #a8da1407
 def _check_gaussians(means, quats, scales, opacities, colors, sh_degree):
@@ -383,8 +388,6 @@ def _check_gaussians(means, quats, scales, opacities, colors, sh_degree):
     if sh_degree is not None and (colors.ndim != 3 or colors.shape[0] != N or colors.shape[-1] != 3):
         raise ValueError(f"with sh_degree={sh_degree}, colors must be SH coefficients [N, K, 3], got {tuple(colors.shape)}")
     if not torch.isfinite(means).all(): raise ValueError("means contain NaN/Inf: the optimisation diverged (lower the learning rate) or the init is broken")
-
-# %% ../nbs/08_render.ipynb #1e1c0beb
 def _check_cameras(viewmats, Ks, width, height, backgrounds, render_mode):
     C = viewmats.shape[0] if viewmats.ndim == 3 else -1
     if viewmats.shape[1:] != (4, 4) or viewmats.ndim != 3: raise ValueError(f"viewmats must be [C, 4, 4] world-to-camera, got {tuple(viewmats.shape)}")
@@ -412,20 +415,18 @@ def _rasterize_gsplat(*args, backgrounds, render_mode, **kw): # rgb (None in 'D'
     from gsplat import rasterization
     out, alpha, info = rasterization(*args, backgrounds=backgrounds if render_mode == 'RGB+D' else None, render_mode=render_mode, packed=False, **kw)
     return (out[..., :3], out[..., 3:], alpha, info) if render_mode == 'RGB+D' else (None, out, alpha, info)
-
-# %% ../nbs/08_render.ipynb #1ceb3408
 def _project(backend, means, quats, scales, opacities, viewmats, Ks, width, height, *args): # radii, means2d, depths, conics
     if backend == 'cpp' and not (viewmats.requires_grad or Ks.requires_grad):
         return _ProjectCpp.apply(means, quats, scales, opacities, viewmats, Ks, width, height, *args)
     return project_gaussians(means, quat_scale_to_covar(quats, scales), viewmats, Ks, width, height, opacities, *args)
-
-def _features(means, colors, viewmats, sh_degree, depths, render_mode) -> Tensor: # [C, N, 4] RGB + z, or [C, N, 1] z
+def _features(backend, means, colors, viewmats, sh_degree, depths, render_mode) -> Tensor: # [C, N, 4] RGB + z, or [C, N, 1] z
     C, N = depths.shape
     if render_mode == 'D': return depths[..., None]
-    rgb = sh_colors(means, colors, viewmats, sh_degree) if sh_degree is not None else colors.expand(C, N, 3)
+    if sh_degree is None: rgb = colors.expand(C, N, 3)
+    elif backend == 'cpp' and sh_degree <= 3 and colors.shape[-2] >= (sh_degree + 1) ** 2 and not viewmats.requires_grad:
+        rgb = _SHColorsCpp.apply(means, colors, torch.linalg.inv(viewmats)[:, :3, 3].contiguous(), sh_degree)
+    else: rgb = sh_colors(means, colors, viewmats, sh_degree)                 # torch: float64, camera gradients, bad input
     return torch.cat([rgb, depths[..., None]], -1)
-
-# %% ../nbs/08_render.ipynb #e8467e09
 def _composite(backend, means2d, conics, feats, op, radii, depths, width, height, tile_size): # out, alpha, offsets, ids
     if backend == 'cpp': return (*rasterize_pixels_cpp(means2d, conics, feats, op, radii, depths, width, height, tile_size), None, None)
     cpp, small = load_cpp_backend(), radii.shape[0] * radii.shape[1] < 3000
@@ -463,7 +464,7 @@ def rasterize(means:Tensor, # [N, 3] centres
             backgrounds=backgrounds, render_mode=render_mode, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, tile_size=tile_size)
     else:
         radii, means2d, depths, conics = _project(backend, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane)
-        feats, op = _features(means, colors, viewmats, sh_degree, depths, render_mode), opacities[None].expand(C, N)
+        feats, op = _features(backend, means, colors, viewmats, sh_degree, depths, render_mode), opacities[None].expand(C, N)
         out, alpha, offsets, ids = _composite(backend, means2d, conics, feats, op, radii, depths, width, height, tile_size)
         rgb, depth = (out[..., :3], out[..., 3:]) if render_mode == 'RGB+D' else (None, out)
         if backgrounds is not None and rgb is not None: rgb = rgb + (1 - alpha) * backgrounds[:, None, None, :]

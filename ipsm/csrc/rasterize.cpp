@@ -322,6 +322,8 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
 }
 
 #include "project.h"
+#include "sh.h"
+#include "ssim.h"
 
 std::string simd_isa() { return g_isa == 1 ? "avx2" : "generic"; }
 
@@ -346,6 +348,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
     mod.def("rasterize_bwd", &rasterize_bwd, "back-to-front gradient recurrence");
     mod.def("project_fwd", &project_fwd, "EWA projection: radii, means2d, depths, conics");
     mod.def("project_bwd", &project_bwd, "gradients of the projection w.r.t. means, quats, scales");
+    mod.def("sh_fwd", &sh_fwd, "view-dependent colours from SH coefficients (degree 0-3)");
+    mod.def("sh_bwd", &sh_bwd, "gradients of the SH colours w.r.t. means and coefficients");
+    mod.def("ssim_fwd", &ssim_fwd, "mean SSIM of an image pair (3DGS window) and the blurred statistics");
+    mod.def("ssim_bwd", &ssim_bwd, "gradient of the mean SSIM w.r.t. the prediction");
     mod.def("simd_isa", &simd_isa, "instruction set the kernels run with ('avx2' or 'generic')");
     mod.def("simd_isas", &simd_isas, "instruction sets available on this CPU");
     mod.def("set_simd_isa", &set_simd_isa, "choose the kernels' instruction set ('avx2' or 'generic')");
